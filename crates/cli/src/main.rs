@@ -1,0 +1,2 @@
+//! hubsim binary.
+fn main() {}

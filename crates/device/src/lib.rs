@@ -1,0 +1,1 @@
+//! device crate (in progress).

@@ -1,0 +1,1 @@
+//! fleet crate (in progress).

@@ -1,0 +1,1 @@
+//! placeholder module owned by a helper; replaced before commit.
