@@ -1,1 +1,18 @@
-//! hub crate (in progress).
+//! The hubsim hub: a local Azure IoT Hub.
+//!
+//! Devices speak MQTT 3.1.1 to [`mqtt`] (built on rumqttc's codec, one task per connection);
+//! back ends speak REST to [`api`] (axum). State lives in [`registry`] (devices and twins) and
+//! [`jobs`] (jobs v2 engine), both durable through [`store`] (SQLite in WAL mode).
+//! [`Hub::spawn`] wires them together on caller-supplied listeners and a cancellation token.
+
+pub mod api;
+pub mod config;
+mod hub;
+pub mod jobs;
+pub mod mqtt;
+pub mod registry;
+pub mod store;
+pub mod tls;
+
+pub use config::HubConfig;
+pub use hub::{Hub, HubHandle, HubListeners};

@@ -1,0 +1,5 @@
+//! CONTRACT SKELETON (owned by hub-core). Resolved hub configuration.
+
+/// Resolved hub configuration.
+#[derive(Debug, Clone)]
+pub struct HubConfig {}
