@@ -150,13 +150,12 @@ mod tests {
     use super::*;
 
     fn check(input: &str, expect: expect_test::Expect) {
-        let actual = match (DeviceId::new(input), JobId::new(input)) {
-            (device, job) => format!(
-                "device: {}; job: {}",
-                device.map(|d| d.to_string()).unwrap_or_else(|e| e.to_string()),
-                job.map(|j| j.to_string()).unwrap_or_else(|e| e.to_string())
-            ),
-        };
+        let (device, job) = (DeviceId::new(input), JobId::new(input));
+        let actual = format!(
+            "device: {}; job: {}",
+            device.map(|d| d.to_string()).unwrap_or_else(|e| e.to_string()),
+            job.map(|j| j.to_string()).unwrap_or_else(|e| e.to_string())
+        );
         expect.assert_eq(&actual);
     }
 
@@ -165,15 +164,21 @@ mod tests {
         check("b43-f3-0001", expect_test::expect!["device: b43-f3-0001; job: b43-f3-0001"]);
         check(
             "",
-            expect_test::expect!["device: device id must not be empty; job: job id must not be empty"],
+            expect_test::expect![
+                "device: device id must not be empty; job: job id must not be empty"
+            ],
         );
         check(
             "a/b",
-            expect_test::expect![[r#"device: device id contains '/', which is not allowed (ASCII letters, digits and - . + % _ # * ? ! ( ) , = @ $ ' : ;); job: job id contains '/', which is not allowed (ASCII letters, digits and -)"#]],
+            expect_test::expect![[
+                r#"device: device id contains '/', which is not allowed (ASCII letters, digits and - . + % _ # * ? ! ( ) , = @ $ ' : ;); job: job id contains '/', which is not allowed (ASCII letters, digits and -)"#
+            ]],
         );
         check(
             "dev.1",
-            expect_test::expect![[r#"device: dev.1; job: job id contains '.', which is not allowed (ASCII letters, digits and -)"#]],
+            expect_test::expect![[
+                r#"device: dev.1; job: job id contains '.', which is not allowed (ASCII letters, digits and -)"#
+            ]],
         );
         check(
             &"x".repeat(65),
