@@ -14,7 +14,7 @@
 mod client;
 mod devices;
 mod error;
-// mod jobs;
+mod jobs;
 mod methods;
 mod query;
 mod twins;
@@ -22,5 +22,5 @@ mod twins;
 pub use client::{ServiceClient, ServiceConfig, DEFAULT_REQUEST_TIMEOUT, DEFAULT_TOKEN_TTL};
 pub use devices::DeviceSpec;
 pub use error::{HubError, ServiceError};
-// pub use jobs::JobFilter;
+pub use jobs::JobFilter;
 pub use query::Page;
