@@ -13,6 +13,8 @@ mod auth;
 mod devices;
 mod error;
 mod extract;
+mod jobs;
+mod methods;
 mod query;
 mod twins;
 
@@ -62,6 +64,8 @@ pub fn router(state: ApiState, cfg: ApiConfig) -> Router {
         .merge(devices::routes())
         .merge(twins::routes())
         .merge(query::routes())
+        .merge(methods::routes())
+        .merge(jobs::routes())
         .fallback(unknown_route)
         .layer(middleware::from_fn(auth::require_api_version))
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_sas))
