@@ -91,10 +91,12 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut io = PacketIo::new(stream, MAX_CONNECT_BYTES);
-    let connect = match tokio::time::timeout(CONNECT_TIMEOUT, io.read_packet()).await {
+    let connect = match tokio::time::timeout(CONNECT_TIMEOUT, io.read_connect()).await {
         Ok(Ok(Packet::Connect(connect))) => connect,
         Ok(Ok(_)) => return note_violation(&shared, "first packet is not CONNECT"),
-        Ok(Err(ReadError::Malformed(err))) => return note_violation(&shared, &err.to_string()),
+        Ok(Err(err @ (ReadError::Malformed(_) | ReadError::NotConnect(_)))) => {
+            return note_violation(&shared, &err.to_string())
+        }
         Ok(Err(_)) | Err(_) => return,
     };
     let auth = match auth::authenticate(
@@ -222,7 +224,9 @@ impl<'a> Session<'a> {
                     Ok(()) => self.note_read(),
                     Err(ReadError::Closed) => return Ended::PeerClosed,
                     Err(ReadError::Io(err)) => return Ended::Io(err),
-                    Err(ReadError::Malformed(err)) => return Ended::Violation(Violation::Malformed(err.to_string())),
+                    Err(err @ (ReadError::Malformed(_) | ReadError::NotConnect(_))) => {
+                        return Ended::Violation(Violation::Malformed(err.to_string()))
+                    }
                 },
                 () = &mut timer => {
                     if let Some(ended) = self.check_deadlines() {

@@ -22,6 +22,9 @@ const KEEP_BUFFER_BYTES: usize = 4 * 1024;
 /// No packet encoded by the hub comes near this; it only guards the encoder.
 const MAX_OUTGOING_BYTES: usize = 16 * 1024 * 1024;
 
+/// The first byte of every valid CONNECT (type 1, no flags).
+const CONNECT_HEADER_BYTE: u8 = 0x10;
+
 /// One connection's stream with its read and write buffers.
 pub(crate) struct PacketIo<S> {
     stream: S,
@@ -39,6 +42,9 @@ pub(crate) enum ReadError {
     /// The stream failed.
     #[error("read failed: {0}")]
     Io(#[from] io::Error),
+    /// The first byte of the connection is not a CONNECT header.
+    #[error("first byte {0:#04x} is not a CONNECT header")]
+    NotConnect(u8),
     /// The bytes are not a valid MQTT 3.1.1 packet, or one larger than allowed.
     #[error("malformed packet: {0}")]
     Malformed(CodecError),
@@ -87,8 +93,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketIo<S> {
     }
 
     /// Reads until one whole packet is available.
+    #[cfg(test)]
     pub(crate) async fn read_packet(&mut self) -> Result<Packet, ReadError> {
         loop {
+            if let Some(packet) = self.next_buffered()? {
+                return Ok(packet);
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// Reads until one whole packet is available, failing as soon as the first byte shows it is
+    /// not a CONNECT (so an HTTP request or TLS hello on the plain port is dropped at once).
+    pub(crate) async fn read_connect(&mut self) -> Result<Packet, ReadError> {
+        loop {
+            if let Some(&first) = self.read_buf.first() {
+                if first != CONNECT_HEADER_BYTE {
+                    return Err(ReadError::NotConnect(first));
+                }
+            }
             if let Some(packet) = self.next_buffered()? {
                 return Ok(packet);
             }

@@ -1,0 +1,115 @@
+//! Session lifecycle against the real hub: subscriptions that survive a CleanSession 0 reconnect,
+//! a duplicate client id replacing the old connection, connection state in the registry,
+//! keep-alive expiry, and eviction by the hub.
+
+mod mqtt_support;
+
+use std::time::Duration;
+
+use hub::mqtt::{MethodCall, MethodResponse};
+use mqtt_support::{device, wait_for, RawClient, TestHub};
+use rumqttc::mqttbytes::v4::{Connect, Packet};
+use rumqttc::mqttbytes::QoS;
+use serde_json::{json, Value};
+
+fn ping() -> MethodCall {
+    MethodCall {
+        name: "ping".into(),
+        payload: Value::Null,
+        response_timeout: Duration::from_secs(10),
+        connect_timeout: Duration::ZERO,
+    }
+}
+
+fn connection_state(hub: &TestHub, id: &str) -> Value {
+    serde_json::to_value(hub.handle.registry().get_device(&device(id)).unwrap()).unwrap()
+        ["connectionState"]
+        .clone()
+}
+
+async fn answer_ping(client: &mut RawClient<tokio::net::TcpStream>) {
+    let request = client.next_publish().await;
+    assert!(request.topic.starts_with("$iothub/methods/POST/ping/?$rid="), "{}", request.topic);
+    let rid = request.topic.rsplit("$rid=").next().unwrap().to_owned();
+    client
+        .publish(&format!("$iothub/methods/res/200/?$rid={rid}"), QoS::AtLeastOnce, b"\"pong\"")
+        .await;
+}
+
+#[tokio::test]
+async fn subscriptions_survive_a_reconnect_without_resubscribing() {
+    let hub = TestHub::start().await;
+    let (key, _) = hub.add_device("s1", true).await;
+    let sessions = hub.handle.sessions().clone();
+    let s1 = device("s1");
+    let mut client = hub.connect("s1", &key).await;
+    client.subscribe("$iothub/methods/POST/#", QoS::AtLeastOnce).await;
+    assert_eq!(connection_state(&hub, "s1"), json!("Connected"));
+    client.send(Packet::Disconnect).await;
+    client.expect_closed().await;
+    wait_for("the session to end", || !sessions.is_connected(&device("s1"))).await;
+    assert_eq!(connection_state(&hub, "s1"), json!("Disconnected"));
+
+    // Like the Python SDK: reconnect with CleanSession 0 and never subscribe again.
+    let (user, password) = hub.login("s1", &key);
+    let (mut client, ack) = RawClient::connect(hub.mqtt, "s1", &user, &password, false).await;
+    assert!(ack.session_present);
+    let (answer, ()) = tokio::join!(sessions.invoke_method(&s1, ping()), answer_ping(&mut client));
+    assert_eq!(answer.unwrap(), MethodResponse { status: 200, payload: json!("pong") });
+
+    // CleanSession 1 starts over.
+    drop(client);
+    let (_client, ack) = RawClient::connect(hub.mqtt, "s1", &user, &password, true).await;
+    assert!(!ack.session_present);
+    let err = sessions.invoke_method(&device("s1"), ping()).await.unwrap_err();
+    assert_eq!(err.error_code().code(), 404103);
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn duplicate_client_id_replaces_the_old_connection() {
+    let hub = TestHub::start().await;
+    let (key, _) = hub.add_device("s2", true).await;
+    let sessions = hub.handle.sessions().clone();
+    let s2 = device("s2");
+    let mut old = hub.connect("s2", &key).await;
+    old.subscribe("$iothub/methods/POST/#", QoS::AtLeastOnce).await;
+    let mut new = hub.connect("s2", &key).await;
+    old.expect_closed().await;
+    assert!(sessions.is_connected(&device("s2")));
+    assert_eq!(sessions.connected_count(), 1);
+
+    // The new connection inherited the session and gets the calls; the old one's close did not
+    // mark the device disconnected.
+    let (answer, ()) = tokio::join!(sessions.invoke_method(&s2, ping()), answer_ping(&mut new));
+    assert_eq!(answer.unwrap().status, 200);
+    assert_eq!(connection_state(&hub, "s2"), json!("Connected"));
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn keep_alive_expiry_and_eviction_close_the_connection() {
+    let hub = TestHub::start().await;
+    let (key, _) = hub.add_device("s3", true).await;
+    let (user, password) = hub.login("s3", &key);
+    let mut client = RawClient::open(hub.mqtt).await;
+    let mut connect = Connect::new("s3");
+    connect.keep_alive = 1;
+    connect.clean_session = false;
+    connect.set_login(user, password);
+    client.send(Packet::Connect(connect)).await;
+    assert!(matches!(client.recv().await, Some(Packet::ConnAck(_))));
+    // A silent client with keep-alive 1 s is dropped after 1.5 s.
+    let started = tokio::time::Instant::now();
+    client.expect_closed().await;
+    assert!(started.elapsed() >= Duration::from_millis(1400), "{:?}", started.elapsed());
+
+    let mut client = hub.connect("s3", &key).await;
+    client.send(Packet::PingReq).await;
+    assert_eq!(client.recv().await, Some(Packet::PingResp));
+    hub.handle.sessions().disconnect(&device("s3"));
+    client.expect_closed().await;
+    wait_for("the evicted session to end", || !hub.handle.sessions().is_connected(&device("s3")))
+        .await;
+    hub.stop().await;
+}
