@@ -32,7 +32,7 @@ const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// A request to the engine; each carries the channel its answer goes back on.
 pub(crate) enum Command {
-    Create { job: Job, reply: oneshot::Sender<Result<Value, JobsError>> },
+    Create { job: Box<Job>, reply: oneshot::Sender<Result<Value, JobsError>> },
     Get { job_id: String, reply: oneshot::Sender<Result<Value, JobsError>> },
     Cancel { job_id: String, reply: oneshot::Sender<Result<Value, JobsError>> },
     List { query: ListQuery, reply: oneshot::Sender<JobPage> },
@@ -136,7 +136,7 @@ impl Engine {
     async fn handle(&mut self, command: Command) {
         match command {
             Command::Create { job, reply } => {
-                let res = self.create(job).await;
+                let res = self.create(*job).await;
                 let _ = reply.send(res);
             }
             Command::Get { job_id, reply } => {
@@ -278,7 +278,7 @@ impl Engine {
         let Some(entry) = self.jobs.get_mut(job_id) else { return };
         if let RunOutcome::Finished(job) = outcome {
             tracing::info!(%job_id, status = job.status.as_str(), "job finished");
-            entry.job = job;
+            entry.job = *job;
             entry.progress = None;
         }
     }

@@ -139,7 +139,7 @@ impl Jobs {
     pub async fn create(&self, job_id: &str, body: &[u8]) -> Result<Value, JobsError> {
         self.throttle().await?;
         let job = request::parse_request(job_id, body, Utc::now(), self.default_max_execution)?;
-        self.ask(|reply| Command::Create { job, reply }).await?
+        self.ask(|reply| Command::Create { job: Box::new(job), reply }).await?
     }
 
     /// `GET /jobs/v2/{jobId}`: the JobResponse with live statistics.

@@ -51,7 +51,7 @@ pub(crate) struct RunContext {
 #[derive(Debug)]
 pub(crate) enum RunOutcome {
     /// The job reached a terminal status, already committed.
-    Finished(Job),
+    Finished(Box<Job>),
     /// The hub is shutting down; the job stays `running` in the store.
     Interrupted,
 }
@@ -122,7 +122,7 @@ pub(crate) async fn run(
     {
         tracing::error!(job_id = %job.job_id, %err, "could not record the job's completion");
     }
-    RunOutcome::Finished(job)
+    RunOutcome::Finished(Box::new(job))
 }
 
 fn operation(job: &Job) -> Result<Operation, String> {
@@ -185,7 +185,7 @@ async fn finish_failed(ctx: &RunContext, mut job: Job, reason: String) -> RunOut
     {
         tracing::error!(job_id = %job.job_id, %err, "could not record the job's failure");
     }
-    RunOutcome::Finished(job)
+    RunOutcome::Finished(Box::new(job))
 }
 
 /// Seeds the statistics and settles records a crash left in doubt; returns the records still to run

@@ -31,9 +31,12 @@ enum Behaviour {
     Hangs,
 }
 
+/// A registered fake device: id, behaviour, tags.
+type FakeDevice = (DeviceId, Behaviour, Map<String, Value>);
+
 #[derive(Default)]
 struct Fake {
-    devices: Mutex<Vec<(DeviceId, Behaviour, Map<String, Value>)>>,
+    devices: Mutex<Vec<FakeDevice>>,
     calls: Mutex<HashMap<DeviceId, u32>>,
     twin_writes: Mutex<HashMap<DeviceId, u32>>,
     desired: Mutex<HashMap<DeviceId, Map<String, Value>>>,
