@@ -93,7 +93,8 @@ impl Lexer<'_> {
 
     fn error(&self, start: usize, expected: &str) -> ParseError {
         let found = match self.source[start..].chars().next() {
-            Some(ch) => format!("{ch:?}"),
+            Some(ch) if ch.is_control() => format!("{ch:?}"),
+            Some(ch) => format!("'{ch}'"),
             None => "end of query".to_owned(),
         };
         let end = self.source[start..].chars().next().map_or(start, |ch| start + ch.len_utf8());
@@ -237,8 +238,9 @@ impl Lexer<'_> {
             let ch_start = self.pos;
             match self.bump() {
                 None => {
+                    let opening = crate::error::Span::from_range(self.source, start, start);
                     let expected =
-                        format!("a closing {quote} for the string starting at byte {start}");
+                        format!("a closing {quote} for the string that starts at {opening}");
                     return Err(ParseError::at(
                         self.source,
                         self.pos,

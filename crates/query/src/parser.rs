@@ -84,7 +84,11 @@ impl<'a> Parser<'a> {
         let text = &self.source[token.start..token.end];
         let shown: String = text.chars().take(40).collect();
         let ellipsis = if shown.len() < text.len() { "..." } else { "" };
-        format!("'{shown}{ellipsis}'")
+        match token.kind {
+            // A string literal shows with its own quotes.
+            TokenKind::Str(_) => format!("{shown}{ellipsis}"),
+            _ => format!("'{shown}{ellipsis}'"),
+        }
     }
 
     /// True when the current token is the keyword `word` (any case).

@@ -25,6 +25,7 @@ pub(crate) fn parse_query(source: &str) -> Result<Query, ParseError> {
     let (select, item_spans) = parse_select_list(&mut parser)?;
     parser.expect_keyword("FROM", "',' or FROM after the select list")?;
     let from = parse_collection(&mut parser)?;
+    let has_where = parser.at_keyword("WHERE");
     let filter = if parser.eat_keyword("WHERE") {
         let (mut filter, _) = parser.expression("a condition after WHERE")?;
         canonicalize_expr(&mut filter, from);
@@ -35,7 +36,12 @@ pub(crate) fn parse_query(source: &str) -> Result<Query, ParseError> {
     let group_start = parser.peek().clone();
     let group_by = parse_group_by(&mut parser, from)?;
     if parser.peek().kind != TokenKind::Eof {
-        return Err(parser.error_here("WHERE, GROUP BY or the end of the query"));
+        let expected = if has_where {
+            "AND, OR, GROUP BY or the end of the query"
+        } else {
+            "WHERE, GROUP BY or the end of the query"
+        };
+        return Err(parser.error_here(expected));
     }
     let select = canonicalize_select(select, from);
     let query = Query { top, select, from, filter, group_by };
@@ -48,7 +54,8 @@ pub(crate) fn parse_query(source: &str) -> Result<Query, ParseError> {
             "SELECT * without GROUP BY (devices.jobs supports no projections or aggregates)",
         ));
     }
-    validate_select(&parser, &query, &item_spans)?;
+    let select_span = (select_start.start, select_start.end);
+    validate_select(&parser, &query, select_span, &item_spans)?;
     Ok(query)
 }
 
@@ -207,10 +214,11 @@ fn canonicalize_select(select: Select, from: Collection) -> Select {
 fn validate_select(
     parser: &Parser<'_>,
     query: &Query,
+    select_span: (usize, usize),
     item_spans: &[(usize, usize)],
 ) -> Result<(), ParseError> {
     let error = |item_idx: usize, expected: String, found: String| {
-        let (start, end) = item_spans.get(item_idx).copied().unwrap_or((0, 0));
+        let (start, end) = item_spans.get(item_idx).copied().unwrap_or(select_span);
         ParseError::at(parser.source, start, end, expected, found)
     };
     let Select::Items(items) = &query.select else {
