@@ -137,7 +137,10 @@ fn service_patches() {
             Step::Patch(json!({"tags": {"a": "b.c"}, "properties": {"desired": {"bad key": 1}}})),
             Step::Patch(json!({"tags": [1]})),
             Step::Patch(json!({"properties": {"desired": {"x": {"z": [1, 2]}}}})),
-            Step::IfMatch("\"AAAAAAAAAAM=\""),
+            Step::Patch(
+                json!({"properties": {"desired": {"x": {"y": 2}, "$metadata": {}, "$version": 3}}}),
+            ),
+            Step::IfMatch("\"AAAAAAAAAAQ=\""),
             Step::IfMatch("\"AAAAAAAAAAE=\""),
             Step::IfMatch("*"),
         ],
@@ -147,10 +150,11 @@ fn service_patches() {
             error 400004 property name "bad key" at properties.desired contains ' '; control characters, '.', '$' and ' ' are not allowed
             error 400004 tags must be a json object
             written=true push={"x":{"z":[1,2]},"$version":3} desired=$3 reported=$1 version=3 etag=AAAAAAAAAAM=
-            written=false push=- desired=$3 reported=$1 version=3 etag=AAAAAAAAAAM=
-            error 412001 etag AAAAAAAAAAE= does not match the twin's etag AAAAAAAAAAM=
-            written=false push=- desired=$3 reported=$1 version=3 etag=AAAAAAAAAAM=
-            view {"desired":{"x":{"y":1,"z":[1,2]},"$version":3},"reported":{"$version":1}}
+            written=true push={"x":{"y":2},"$version":4} desired=$4 reported=$1 version=4 etag=AAAAAAAAAAQ=
+            written=false push=- desired=$4 reported=$1 version=4 etag=AAAAAAAAAAQ=
+            error 412001 etag AAAAAAAAAAE= does not match the twin's etag AAAAAAAAAAQ=
+            written=false push=- desired=$4 reported=$1 version=4 etag=AAAAAAAAAAQ=
+            view {"desired":{"x":{"y":2,"z":[1,2]},"$version":4},"reported":{"$version":1}}
         "#]],
     );
 }

@@ -138,7 +138,8 @@ pub enum ReportedInPatch {
 
 impl TwinPatch {
     /// Parses a patch body and validates every part against the twin limits. Other twin fields
-    /// (`deviceId`, `etag`, `version` ...) are ignored; `null` for a part means "not given".
+    /// (`deviceId`, `etag`, `version` ...) and the read-only `$metadata`/`$version` of `desired` and
+    /// `reported` are ignored; `null` for a part means "not given".
     ///
     /// # Errors
     /// [`TwinError::NotAnObject`] when the body or a part is not an object,
@@ -159,8 +160,9 @@ impl TwinPatch {
         };
         let mut patch = TwinPatch {
             tags: part(Some(root), "tags", "tags")?,
-            desired: part(properties, "desired", "properties.desired")?,
+            desired: part(properties, "desired", "properties.desired")?.map(without_read_only),
             reported: part(properties, "reported", "properties.reported")?
+                .map(without_read_only)
                 .filter(|map| !map.is_empty()),
         };
         match reported {
@@ -314,6 +316,15 @@ fn stamp_of(meta: &MetaNode) -> Map<String, Value> {
         out.insert("$lastUpdatedVersion".into(), Value::from(version));
     }
     out
+}
+
+/// Drops the read-only `$metadata` and `$version` of a section, which clients echo back when they
+/// send a twin they fetched (e.g. Python `replace_twin(get_twin(..))`); the service ignores them.
+fn without_read_only(mut section: Map<String, Value>) -> Map<String, Value> {
+    for key in ["$metadata", "$version"] {
+        section.shift_remove(key);
+    }
+    section
 }
 
 fn not_object(what: &str) -> TwinError {
