@@ -220,10 +220,12 @@ impl JobsHub {
         let expiry = u64::try_from(chrono::Utc::now().timestamp() + 3600).unwrap();
         let password = token(&format!("{HOST}/devices/{id}"), key, expiry);
         let (mut client, ack) =
-            RawClient::connect(self.mqtt, id, &username(HOST, id), &password, false).await;
+            RawClient::connect(self.mqtt, id, &username(HOST, id), &password, true).await;
         assert_eq!(ack.code as u8, 0, "CONNACK for {id}");
-        client.subscribe("$iothub/methods/POST/#", QoS::AtMostOnce).await;
+        // A clean session, so no subscription from an earlier connection delivers a request before
+        // the SUBACKs below; the method subscription comes last for the same reason.
         client.subscribe("$iothub/twin/PATCH/properties/desired/#", QoS::AtMostOnce).await;
+        client.subscribe("$iothub/methods/POST/#", QoS::AtMostOnce).await;
         let log = Arc::new(DeviceLog::default());
         fleet.logs.insert(id.to_owned(), log.clone());
         fleet.tracker.spawn(device_loop(client, behaviour, log, fleet.stop.clone()));
