@@ -2,6 +2,8 @@
 //! a duplicate client id replacing the old connection, connection state in the registry,
 //! keep-alive expiry, and eviction by the hub.
 
+#![allow(clippy::unwrap_used, reason = "tests: a failed unwrap is a failed test, with its location")]
+
 mod mqtt_support;
 
 use std::time::Duration;

@@ -2,7 +2,11 @@
 //! registered through the registry, and a raw MQTT 3.1.1 client on rumqttc's codec that lets a test
 //! send anything (including garbage) and see exactly what the hub answers.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    reason = "each test crate uses a different part of the harness"
+)]
 
 use std::net::SocketAddr;
 use std::time::Duration;
