@@ -101,7 +101,7 @@ pub struct Telemetry {
 /// Desired-property patches from the hub, in order. Also a `futures::Stream`.
 #[derive(Debug)]
 pub struct DesiredPatches {
-    rx: mpsc::Receiver<DesiredPatch>,
+    rx: mpsc::Receiver<Box<DesiredPatch>>,
 }
 
 /// State shared by the handle and the driver. Locks are short and never held across `.await`.
@@ -110,7 +110,7 @@ pub(crate) struct Shared {
     pub(crate) module_id: Option<ModuleId>,
     pub(crate) operation_timeout: std::time::Duration,
     pub(crate) handlers: Mutex<Handlers>,
-    pub(crate) desired_tx: Mutex<Option<mpsc::Sender<DesiredPatch>>>,
+    pub(crate) desired_tx: Mutex<Option<mpsc::Sender<Box<DesiredPatch>>>>,
     /// Bits of `Sub` the application needs; the driver subscribes when woken.
     pub(crate) wanted: AtomicU8,
     pub(crate) wake: Notify,
@@ -141,9 +141,10 @@ pub(crate) struct Counters {
 /// A reply handle for one request.
 pub(crate) type Reply = oneshot::Sender<Result<Done, Error>>;
 
-/// What the handle asks of the driver.
+/// What the handle asks of the driver. Boxed so the channel's preallocated block of slots stays small
+/// (tokio allocates 32 slots per channel up front; ten thousand channels add up).
 pub(crate) enum Command {
-    Request(Request<Reply>),
+    Request(Box<Request<Reply>>),
     Disconnect(oneshot::Sender<()>),
 }
 
@@ -341,7 +342,10 @@ impl Client {
         let after = self.shared.operation_timeout;
         let (reply, outcome) = oneshot::channel();
         let attempt = async {
-            self.commands.send(Command::Request(build(reply))).await.map_err(|_| Error::Stopped)?;
+            self.commands
+                .send(Command::Request(Box::new(build(reply))))
+                .await
+                .map_err(|_| Error::Stopped)?;
             outcome.await.map_err(|_| Error::Stopped)?
         };
         tokio::time::timeout(after, attempt)
@@ -391,7 +395,7 @@ impl Telemetry {
 impl DesiredPatches {
     /// The next patch; `None` once the client has stopped or the receiver was replaced.
     pub async fn recv(&mut self) -> Option<DesiredPatch> {
-        self.rx.recv().await
+        self.rx.recv().await.map(|patch| *patch)
     }
 }
 
@@ -399,7 +403,7 @@ impl futures::Stream for DesiredPatches {
     type Item = DesiredPatch;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<DesiredPatch>> {
-        self.rx.poll_recv(cx)
+        self.rx.poll_recv(cx).map(|patch| patch.map(|patch| *patch))
     }
 }
 
@@ -412,7 +416,8 @@ impl Shared {
 
     /// Hands a patch to the application without waiting; counts a drop when the receiver is full or gone.
     pub(crate) fn deliver_desired(&self, patch: DesiredPatch) {
-        let sent = self.desired_tx.lock().as_ref().is_some_and(|tx| tx.try_send(patch).is_ok());
+        let sent =
+            self.desired_tx.lock().as_ref().is_some_and(|tx| tx.try_send(Box::new(patch)).is_ok());
         let counter =
             if sent { &self.counters.desired_delivered } else { &self.counters.desired_dropped };
         counter.fetch_add(1, Ordering::Relaxed);

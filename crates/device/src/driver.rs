@@ -103,7 +103,8 @@ impl Driver {
             let connected = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return Ok(()),
-                connected = timeout(self.cfg.operation_timeout, self.open()) => connected,
+                // Boxed: the TLS handshake future is large and only lives while connecting.
+                connected = timeout(self.cfg.operation_timeout, Box::pin(self.open())) => connected,
             };
             let error = match connected {
                 Ok(Ok(connection)) => {
@@ -180,7 +181,9 @@ impl Driver {
         self.apply(actions);
         match exit {
             Exit::Lost(_) => {}
-            Exit::Stop | Exit::Renew => connection.close(self.cfg.operation_timeout).await,
+            Exit::Stop | Exit::Renew => {
+                Box::pin(connection.close(self.cfg.operation_timeout)).await
+            }
         }
         self.shared.counters.disconnects.fetch_add(1, Ordering::Relaxed);
         exit
@@ -253,7 +256,7 @@ impl Driver {
         match command {
             Some(Command::Request(request)) => {
                 self.session.prune(oneshot::Sender::is_closed);
-                Some(self.session.request(request))
+                Some(self.session.request(*request))
             }
             Some(Command::Disconnect(done)) => {
                 self.stop_waiters.push(done);
