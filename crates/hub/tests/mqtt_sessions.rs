@@ -2,7 +2,10 @@
 //! a duplicate client id replacing the old connection, connection state in the registry,
 //! keep-alive expiry, and eviction by the hub.
 
-#![allow(clippy::unwrap_used, reason = "tests: a failed unwrap is a failed test, with its location")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "tests: a failed unwrap is a failed test, with its location"
+)]
 
 mod mqtt_support;
 
@@ -113,5 +116,35 @@ async fn keep_alive_expiry_and_eviction_close_the_connection() {
     client.expect_closed().await;
     wait_for("the evicted session to end", || !hub.handle.sessions().is_connected(&device("s3")))
         .await;
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn a_delivered_call_survives_the_device_reconnecting() {
+    let hub = TestHub::start().await;
+    let (key, _) = hub.add_device("s4", true).await;
+    let sessions = hub.handle.sessions().clone();
+    let s4 = device("s4");
+    let mut client = hub.connect("s4", &key).await;
+    client.subscribe("$iothub/methods/POST/#", QoS::AtLeastOnce).await;
+
+    let invoke = sessions.invoke_method(&s4, ping());
+    tokio::pin!(invoke);
+    assert!(futures::poll!(&mut invoke).is_pending());
+    let request = client.next_publish().await;
+    let rid = request.topic.rsplit("$rid=").next().unwrap().to_owned();
+    drop(client);
+    wait_for("the session to end", || !sessions.is_connected(&s4)).await;
+    assert!(
+        futures::poll!(&mut invoke).is_pending(),
+        "the call keeps waiting while the device is away"
+    );
+
+    // The device comes back (CleanSession 0) and answers the request it got before the drop.
+    let mut client = hub.connect("s4", &key).await;
+    client
+        .publish(&format!("$iothub/methods/res/200/?$rid={rid}"), QoS::AtLeastOnce, b"\"late\"")
+        .await;
+    assert_eq!(invoke.await.unwrap(), MethodResponse { status: 200, payload: json!("late") });
     hub.stop().await;
 }

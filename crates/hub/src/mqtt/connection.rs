@@ -45,6 +45,8 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(1767);
 /// `lastActivityTime` is recorded at most this often per connection.
 const ACTIVITY_RECORD_INTERVAL: Duration = Duration::from_secs(1);
+/// Largest drain buffer kept between outbox drains.
+const KEEP_DRAIN_CAPACITY: usize = 4;
 /// A timer deadline that never fires in practice.
 const FAR_AWAY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
@@ -211,8 +213,8 @@ impl<'a> Session<'a> {
                     return Ended::Io(err);
                 }
             }
+            // Unbiased: a device flooding telemetry must not starve its outbox, nor the reverse.
             tokio::select! {
-                biased;
                 () = shutdown.cancelled() => return Ended::Shutdown,
                 () = self.conn.wake.notified() => {
                     if let Some(reason) = self.drain_outbox(io) {
@@ -457,7 +459,8 @@ impl<'a> Session<'a> {
             let publish = self.publish(outbound.topic, outbound.payload, outbound.qos);
             io.queue(&Packet::Publish(publish));
         }
-        if outgoing.capacity() <= super::session::OUTBOX_CAPACITY {
+        // Keep a small drain buffer; a burst's larger one is freed so idle connections stay small.
+        if outgoing.capacity() <= KEEP_DRAIN_CAPACITY {
             self.outgoing = outgoing;
         }
         closing.map(|reason| match reason {

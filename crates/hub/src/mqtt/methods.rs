@@ -60,8 +60,6 @@ async fn queue_request(
     response_deadline: Instant,
 ) -> Result<(u64, oneshot::Receiver<MethodReply>), MethodCallError> {
     loop {
-        let mut reachable = pin!(slot.reachable_changed());
-        reachable.as_mut().enable();
         let (tx, rx) = oneshot::channel();
         let topic_for = |rid: u64| {
             HubPublish::MethodRequest { name: name.to_owned(), rid: rid.to_string() }.to_topic()
@@ -69,15 +67,25 @@ async fn queue_request(
         match slot.send_method(topic_for, body.clone(), tx) {
             Ok(rid) => return Ok((rid, rx)),
             Err(SendMethodError::NotReachable) => {
-                if Instant::now() >= connect_deadline
-                    || timeout_at(connect_deadline, reachable).await.is_err()
-                {
-                    return Err(MethodCallError::NotOnline);
-                }
+                wait_until_reachable(slot, connect_deadline).await?
             }
             Err(SendMethodError::Full(conn)) => wait_for_space(&conn, response_deadline).await?,
         }
     }
+}
+
+/// Waits for the slot's `reachable` notification until `deadline` (404103 after it). Registered
+/// before re-checking, so a device that subscribes in between is not missed.
+async fn wait_until_reachable(slot: &DeviceSlot, deadline: Instant) -> Result<(), MethodCallError> {
+    let mut reachable = pin!(slot.reachable_changed());
+    reachable.as_mut().enable();
+    if slot.is_reachable() {
+        return Ok(());
+    }
+    if Instant::now() >= deadline || timeout_at(deadline, reachable).await.is_err() {
+        return Err(MethodCallError::NotOnline);
+    }
+    Ok(())
 }
 
 /// Waits until the connection's outbox has room (or it closes); times out as the device would.

@@ -262,13 +262,12 @@ impl DeviceSlot {
     }
 
     /// A future that completes on the next `reachable` notification; call `enable` on it before
-    /// trying [`DeviceSlot::send_method`] so that no wake-up is lost.
+    /// checking [`DeviceSlot::is_reachable`] so that no wake-up is lost.
     pub(crate) fn reachable_changed(&self) -> tokio::sync::futures::Notified<'_> {
         self.reachable.notified()
     }
 
     /// Whether a connection is live and subscribed to methods.
-    #[cfg(test)]
     pub(crate) fn is_reachable(&self) -> bool {
         let state = self.state.lock();
         state.conn.is_some() && state.subscriptions.methods.is_some()
