@@ -135,9 +135,14 @@ async fn run_authenticated<S: AsyncRead + AsyncWrite + Unpin>(
     io.set_max_incoming(MAX_PACKET_BYTES);
     let mut session = Session::attach(shared, auth, keep_alive_secs);
     let (replaced, session_present) = session.slot.attach(session.conn.clone(), clean_session);
-    if let Some(old) = replaced {
-        tracing::debug!("closing the previous connection of this device (400027)");
-        old.close(CloseReason::Replaced);
+    match replaced {
+        Some(old) => {
+            tracing::debug!("closing the previous connection of this device (400027)");
+            old.close(CloseReason::Replaced);
+        }
+        None => {
+            shared.connected.fetch_add(1, Ordering::Relaxed);
+        }
     }
     // A device evicted between our lookup and attach must not linger in an orphaned slot.
     if !shared.table.get(&session.device).is_some_and(|slot| Arc::ptr_eq(&slot, &session.slot)) {
@@ -158,6 +163,7 @@ async fn run_authenticated<S: AsyncRead + AsyncWrite + Unpin>(
     }
     session.conn.close(CloseReason::Evicted);
     if session.slot.detach(&session.conn) {
+        shared.connected.fetch_sub(1, Ordering::Relaxed);
         shared.registry.record_connection(
             &session.device,
             ConnectionChange::Disconnected,

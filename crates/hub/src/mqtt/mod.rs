@@ -29,7 +29,7 @@ mod methods;
 mod routing;
 mod session;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -136,6 +136,8 @@ pub(crate) struct Shared {
     pub(crate) registry: Registry,
     pub(crate) cfg: MqttConfig,
     pub(crate) counters: Counters,
+    /// Devices with a live connection (kept by the connection tasks on attach and detach).
+    pub(crate) connected: AtomicUsize,
     telemetry: OnceLock<mpsc::Sender<Telemetry>>,
 }
 
@@ -170,6 +172,7 @@ impl Sessions {
             registry,
             cfg,
             counters: Counters::default(),
+            connected: AtomicUsize::new(0),
             telemetry: OnceLock::new(),
         };
         Sessions { shared: Arc::new(shared) }
@@ -233,7 +236,7 @@ impl Sessions {
 
     /// Number of live sessions.
     pub fn connected_count(&self) -> usize {
-        self.shared.table.connected_count()
+        self.shared.connected.load(Ordering::Relaxed)
     }
 
     /// Counters since the endpoint started.
