@@ -526,3 +526,19 @@ fn jobs() {
     "#]],
     );
 }
+
+fn check_print(query: &str, expected: Expect) {
+    let printed = match query::parse_query(query) {
+        Ok(parsed) => parsed.to_string(),
+        Err(err) => format!("error: {err}"),
+    };
+    expected.assert_eq(&printed);
+}
+
+#[test]
+fn canonical_printing() {
+    check_print("select devices.DeviceId as id, TAGS.x from Devices where not tags.a = 1 and (tags.b = 2 or -(3) < tags.c)", expect!["SELECT deviceId AS id, tags.x FROM devices WHERE NOT tags.a = 1 AND (tags.b = 2 OR -(3) < tags.c)"]);
+    check_print("SELECT TOP 5 count() AS n, Sum(properties.Reported.t) FROM devices WHERE Status <> 'x' GROUP BY Properties.reported.t", expect!["SELECT TOP 5 COUNT() AS n, SUM(properties.reported.t) FROM devices WHERE status != 'x' GROUP BY properties.reported.t"]);
+    check_print("SELECT * FROM devices.jobs WHERE devices.jobs.CreatedTimeUtc > '2016' AND jobId in ['a', \"b\\\"c\", 0x1F, -2.50, 1E3]", expect![[r#"SELECT * FROM devices.jobs WHERE createdDateTimeUtc > '2016' AND jobId IN ['a', 'b"c', 31, -2.5, 1000.0]"#]]);
+    check_print("SELECT * FROM devices WHERE (a + b) * c = a + b * c AND NOT (NOT is_defined(x)) AND ((a = 1 OR b = 2) OR c = 3)", expect!["SELECT * FROM devices WHERE (a + b) * c = a + b * c AND NOT NOT IS_DEFINED(x) AND ((a = 1 OR b = 2) OR c = 3)"]);
+}
