@@ -16,6 +16,8 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use protocol::ids::{DeviceId, ModuleId};
+use protocol::property_bag::PropertyBag;
+use protocol::topic::DevicePublish;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio_util::sync::CancellationToken;
@@ -283,11 +285,12 @@ impl Client {
     /// # Errors
     /// [`Error::Timeout`], [`Error::ConnectionLost`], [`Error::TooLarge`], [`Error::Busy`], [`Error::Stopped`].
     pub async fn send_telemetry(&self, message: Telemetry) -> Result<(), Error> {
-        let topic = crate::wire::telemetry_topic(
-            &self.shared.device_id,
-            self.shared.module_id.as_ref(),
-            &message.bag(),
-        );
+        let topic = DevicePublish::Telemetry {
+            device_id: self.shared.device_id.to_string(),
+            module_id: self.shared.module_id.as_ref().map(ToString::to_string),
+            properties: message.bag(),
+        }
+        .to_topic();
         let payload = message.payload;
         self.call("telemetry", |reply| Request::Telemetry { topic, payload, reply })
             .await
@@ -377,18 +380,22 @@ impl Telemetry {
     }
 
     /// The property bag: system properties first (`$.mid`, `$.ct`, `$.ce`), then application ones.
-    fn bag(&self) -> Vec<(String, Option<String>)> {
+    fn bag(&self) -> PropertyBag {
         let system = [
             ("$.mid", &self.message_id),
             ("$.ct", &self.content_type),
             ("$.ce", &self.content_encoding),
         ];
-        let system = system
-            .into_iter()
-            .filter_map(|(key, value)| value.clone().map(|value| (key.to_owned(), Some(value))));
-        system
-            .chain(self.properties.iter().map(|(key, value)| (key.clone(), Some(value.clone()))))
-            .collect()
+        let mut bag = PropertyBag::new();
+        for (key, value) in system {
+            if let Some(value) = value {
+                bag.push(key, Some(value.clone()));
+            }
+        }
+        for (key, value) in &self.properties {
+            bag.push(key.clone(), Some(value.clone()));
+        }
+        bag
     }
 }
 

@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
+use protocol::connection_string::{ConnectionStringError, DeviceConnectionString};
 use protocol::ids::{DeviceId, ModuleId};
 
 use crate::error::ConfigError;
@@ -184,7 +184,8 @@ impl DeviceConfig {
     }
 
     /// Reads a device (or module) connection string
-    /// `HostName=..;DeviceId=..[;ModuleId=..];SharedAccessKey=..`; the socket goes to `transport_addr`.
+    /// `HostName=..;DeviceId=..[;ModuleId=..];SharedAccessKey=..`; the socket goes to `transport_addr`
+    /// (a `GatewayHostName` is accepted and ignored: the caller resolves where to connect).
     ///
     /// # Errors
     /// [`ConfigError`] when a field is missing or invalid.
@@ -192,9 +193,15 @@ impl DeviceConfig {
         connection_string: &str,
         transport_addr: SocketAddr,
     ) -> Result<DeviceConfig, ConfigError> {
-        let parsed = crate::wire::parse_connection_string(connection_string)?;
-        let mut cfg =
-            DeviceConfig::new(parsed.host_name, parsed.device_id, parsed.key, transport_addr)?;
+        let parsed: DeviceConnectionString = connection_string
+            .parse()
+            .map_err(|err: ConnectionStringError| ConfigError::ConnectionString(err.to_string()))?;
+        let mut cfg = DeviceConfig::new(
+            parsed.host_name,
+            parsed.device_id,
+            parsed.shared_access_key,
+            transport_addr,
+        )?;
         cfg.module_id = parsed.module_id;
         Ok(cfg)
     }
@@ -252,7 +259,7 @@ impl DeviceConfig {
 
 /// Decodes a base64 shared access key.
 pub(crate) fn decode_key(key: &str) -> Result<Vec<u8>, ConfigError> {
-    base64::engine::general_purpose::STANDARD.decode(key).map_err(|_| ConfigError::KeyNotBase64)
+    protocol::sas::decode_key(key).map_err(|_| ConfigError::KeyNotBase64)
 }
 
 impl Backoff {
@@ -324,6 +331,6 @@ mod tests {
         assert_eq!(cfg.client_id(), "d/m");
         let err = DeviceConfig::from_connection_string("HostName=h;SharedAccessKey=a2V5", addr)
             .unwrap_err();
-        expect!["invalid connection string: missing DeviceId"].assert_eq(&err.to_string());
+        expect!["invalid connection string: connection string lacks DeviceId or SharedAccessKeyName"].assert_eq(&err.to_string());
     }
 }

@@ -9,7 +9,7 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
@@ -23,13 +23,16 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::client::{answer_body, method_request, Command, ConnectionState, Reply, Shared};
+use protocol::ids::ModuleId;
+use protocol::sas;
+use protocol::username::MqttUsername;
+
 use crate::config::{decode_key, DeviceConfig};
 use crate::error::{ConfigError, Error};
 use crate::method::{self, MethodAnswer};
 use crate::mqtt::Packet;
 use crate::session::{Action, Done, Request, Session, Sub};
 use crate::transport::{Connection, Credentials};
-use crate::wire;
 
 /// Most method calls running at once per device; more are answered 429 at once.
 const MAX_RUNNING_METHODS: usize = 16;
@@ -37,7 +40,6 @@ const MAX_RUNNING_METHODS: usize = 16;
 /// Runs one device's connection. Obtain it from [`Client::new`](crate::Client::new).
 pub struct Driver {
     cfg: DeviceConfig,
-    key: Vec<u8>,
     shared: Arc<Shared>,
     commands: mpsc::Receiver<Command>,
     session: Session<Reply>,
@@ -64,11 +66,10 @@ impl Driver {
         shared: Arc<Shared>,
         commands: mpsc::Receiver<Command>,
     ) -> Result<Driver, ConfigError> {
-        let key = decode_key(&cfg.shared_access_key)?;
+        decode_key(&cfg.shared_access_key)?;
         let rng = SmallRng::seed_from_u64(cfg.rng_seed);
         Ok(Driver {
             cfg,
-            key,
             shared,
             commands,
             session: Session::default(),
@@ -145,16 +146,20 @@ impl Driver {
 
     /// One connection attempt with a fresh SAS token.
     async fn open(&mut self) -> Result<(Connection, Instant), Error> {
-        let (password, _expiry) = wire::sas_token(
-            &self.cfg.host_name,
-            &self.cfg.device_id,
-            self.cfg.module_id.as_ref(),
-            &self.key,
-            SystemTime::now(),
-            self.cfg.sas_ttl,
-        )?;
-        let username =
-            wire::username(&self.cfg.host_name, &self.cfg.client_id(), &self.cfg.client_type);
+        let cfg = &self.cfg;
+        let module_id = cfg.module_id.as_ref().map(ModuleId::as_str);
+        let resource = sas::device_resource(&cfg.host_name, cfg.device_id.as_str(), module_id);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let expiry = (now + cfg.sas_ttl).as_secs();
+        let password = sas::generate(&resource, &cfg.shared_access_key, None, expiry)
+            .map_err(|_| ConfigError::KeyNotBase64)?;
+        let username = MqttUsername::build(
+            &cfg.host_name,
+            cfg.device_id.as_str(),
+            module_id,
+            protocol::API_VERSION,
+            &cfg.client_type,
+        );
         let renew_at =
             Instant::now() + self.cfg.sas_ttl.saturating_sub(self.cfg.sas_renewal_margin);
         let connection = Connection::open(&self.cfg, Credentials { username, password }).await?;

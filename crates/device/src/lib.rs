@@ -39,7 +39,6 @@ mod mqtt;
 mod session;
 mod transport;
 mod twin;
-mod wire;
 
 pub use client::{Client, ClientStats, ConnectionState, DesiredPatches, Telemetry};
 pub use config::{

@@ -13,8 +13,9 @@ use serde_json::Value;
 
 use crate::error::Error;
 use crate::mqtt::{Packet, PubAck, Publish, QoS, SubAck, Subscribe, SubscribeReasonCode};
+use protocol::topic::{self, DevicePublish, HubPublish};
+
 use crate::twin::{DesiredPatch, TwinView};
-use crate::wire::{self, HubTopic};
 
 /// Most requests parked while offline or while the twin subscription is pending; more are refused.
 const MAX_PARKED: usize = 32;
@@ -35,9 +36,9 @@ impl Sub {
 
     fn filter(self) -> &'static str {
         match self {
-            Sub::Methods => wire::METHODS_FILTER,
-            Sub::TwinResponses => wire::TWIN_RES_FILTER,
-            Sub::Desired => wire::DESIRED_FILTER,
+            Sub::Methods => topic::METHODS_FILTER,
+            Sub::TwinResponses => topic::TWIN_RESPONSES_FILTER,
+            Sub::Desired => topic::DESIRED_PATCHES_FILTER,
         }
     }
 
@@ -219,7 +220,7 @@ impl<R> Session<R> {
             Request::Subscribe(sub) => self.want(sub, &mut actions),
             Request::MethodResponse { rid, status, payload } => {
                 if self.connected {
-                    let topic = wire::method_response_topic(status, &rid);
+                    let topic = DevicePublish::MethodResponse { status, rid }.to_topic();
                     actions.push(Action::Send(Packet::Publish(Publish::from_bytes(
                         topic,
                         QoS::AtMostOnce,
@@ -285,17 +286,17 @@ impl<R> Session<R> {
                 return;
             }
         }
-        match wire::parse_hub_topic(&publish.topic) {
-            Ok(HubTopic::MethodRequest { name, rid }) => {
+        match HubPublish::parse(&publish.topic) {
+            Ok(HubPublish::MethodRequest { name, rid }) => {
                 let payload = serde_json::from_slice::<Value>(&publish.payload)
                     .map_err(|err| err.to_string());
                 actions.push(Action::InvokeMethod { name, rid, payload });
             }
-            Ok(HubTopic::TwinResponse { status, rid, version }) => {
+            Ok(HubPublish::TwinResponse { status, rid, version }) => {
                 self.on_twin_response(status, &rid, version, &publish.payload, actions)
             }
-            Ok(HubTopic::DesiredPatch { version }) => {
-                match DesiredPatch::parse(&publish.payload, version) {
+            Ok(HubPublish::DesiredPatch { version }) => {
+                match DesiredPatch::parse(&publish.payload, Some(version)) {
                     Ok(patch) => {
                         self.last_desired_version = Some(patch.version);
                         actions.push(Action::Desired(patch));
@@ -303,10 +304,10 @@ impl<R> Session<R> {
                     Err(err) => tracing::debug!(err, "ignoring malformed desired patch"),
                 }
             }
-            Ok(HubTopic::CloudToDevice) => {
+            Ok(HubPublish::CloudToDevice { .. }) => {
                 tracing::debug!(topic = %publish.topic, "ignoring cloud-to-device message")
             }
-            Err(err) => tracing::debug!(err = %err.0, "ignoring publish on an unknown topic"),
+            Err(err) => tracing::debug!(%err, "ignoring publish on an unknown topic"),
         }
     }
 
@@ -410,11 +411,15 @@ impl<R> Session<R> {
         self.next_rid = self.next_rid.wrapping_add(1);
         let rid = self.next_rid.to_string();
         let publish = match &op {
-            TwinOp::Get(_) | TwinOp::Resync => {
-                Publish::new(wire::twin_get_topic(&rid), QoS::AtMostOnce, " ")
-            }
+            TwinOp::Get(_) | TwinOp::Resync => Publish::new(
+                DevicePublish::TwinGet { rid: rid.clone() }.to_topic(),
+                QoS::AtMostOnce,
+                " ",
+            ),
             TwinOp::Patch(body, _) => {
-                Publish::from_bytes(wire::reported_patch_topic(&rid), QoS::AtMostOnce, body.clone())
+                let topic =
+                    DevicePublish::ReportedPatch { rid: rid.clone(), expected_version: None };
+                Publish::from_bytes(topic.to_topic(), QoS::AtMostOnce, body.clone())
             }
         };
         actions.push(Action::Send(Packet::Publish(publish)));
@@ -699,7 +704,7 @@ mod tests {
                 Step::Up,
                 suback(1),
                 publish(
-                    "$iothub/twin/PATCH/properties/desired/",
+                    "$iothub/twin/PATCH/properties/desired/?$version=2",
                     QoS::AtMostOnce,
                     0,
                     r#"{"a":1,"$version":2}"#,
