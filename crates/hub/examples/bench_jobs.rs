@@ -428,8 +428,10 @@ impl Rest {
     }
 }
 
+/// A record timestamp; "never" (`0001-01-01`) and the far-future sentinel read as absent.
 fn stamp(value: &Value) -> Option<DateTime<Utc>> {
-    value.as_str().and_then(|text| protocol::time::parse_timestamp(text).ok())
+    let at = value.as_str().and_then(|text| protocol::time::parse_timestamp(text).ok())?;
+    (2000..9999).contains(&chrono::Datelike::year(&at)).then_some(at)
 }
 
 fn millis(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {

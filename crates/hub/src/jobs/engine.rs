@@ -106,7 +106,11 @@ impl Engine {
             match status {
                 JobStatus::Queued | JobStatus::Scheduled => self.schedule(&job_id),
                 JobStatus::Running => self.spawn_runner(&job_id, true),
-                JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled => {}
+                // Never stored by this engine; kept for GET.
+                JobStatus::Completed
+                | JobStatus::Failed
+                | JobStatus::Cancelled
+                | JobStatus::Unknown => {}
             }
         }
     }
@@ -230,7 +234,10 @@ impl Engine {
         match entry.job.status {
             JobStatus::Queued | JobStatus::Scheduled => {}
             JobStatus::Cancelled => return Ok(entry.response()),
-            status @ (JobStatus::Running | JobStatus::Completed | JobStatus::Failed) => {
+            status @ (JobStatus::Running
+            | JobStatus::Completed
+            | JobStatus::Failed
+            | JobStatus::Unknown) => {
                 return Err(JobsError::NotCancellable {
                     job_id: job_id.to_owned(),
                     status: status.as_str(),

@@ -39,7 +39,6 @@ pub use config::{JobsConfig, Tier, TierLimits};
 pub use engine::JobPage;
 use engine::{Command, Engine, ListQuery};
 pub use error::JobsError;
-use model::{JobStatus, JobType};
 pub use persist::RecordFilter;
 use runner::RunContext;
 use throttle::RateLimiter;
@@ -206,26 +205,10 @@ impl JobPage {
 }
 
 fn list_query(request: ListRequest) -> Result<ListQuery, JobsError> {
-    let non_empty = |value: Option<String>| value.filter(|text| !text.trim().is_empty());
-    let job_type = match non_empty(request.job_type) {
-        Some(text) => Some(JobType::parse_filter(text.trim()).ok_or_else(|| {
-            JobsError::invalid(
-                ErrorCode::ArgumentInvalid,
-                format!("unknown jobType {text:?}; use scheduleDeviceMethod or scheduleUpdateTwin"),
-            )
-        })?),
-        None => None,
-    };
-    let status = match non_empty(request.job_status) {
-        Some(text) => Some(JobStatus::parse_filter(text.trim()).ok_or_else(|| {
-            JobsError::invalid(
-                ErrorCode::ArgumentInvalid,
-                format!("unknown jobStatus {text:?}; use queued, scheduled, running, completed, failed or cancelled"),
-            )
-        })?),
-        None => None,
-    };
-    let after = match non_empty(request.continuation) {
+    let (job_type, status) =
+        protocol::job::parse_job_filter(request.job_type.as_deref(), request.job_status.as_deref())
+            .map_err(|err| JobsError::invalid(ErrorCode::ArgumentInvalid, format!("{err}")))?;
+    let after = match request.continuation.filter(|token| !token.trim().is_empty()) {
         Some(token) => Some(decode_token(&token)?),
         None => None,
     };

@@ -1,9 +1,10 @@
-//! The engine's state types: a [`Job`] (request, status, times), its per-device [`DeviceRecord`]s and
-//! live [`Progress`] counters, and how each is written on the wire.
+//! The engine's state types: a [`Job`] (request, status, times), its per-device records and live
+//! [`Progress`] counters.
 //!
-//! A `Job` is persisted as its serde form (not the wire form, which loses the actual start time);
-//! [`Job::to_response`] renders the jobs v2 `JobResponse`. A `DeviceRecord`'s serde form *is* the wire
-//! form of a `devices.jobs` row, so the store holds exactly what queries return.
+//! The wire shapes are `protocol::job`'s: a device record *is* a [`DeviceJob`] (so the store holds
+//! exactly what `devices.jobs` queries return), statuses are `protocol::job`'s enums, and
+//! [`Job::to_response`] renders a `protocol::job::JobResponse`. A `Job` is persisted as its own serde
+//! form (the wire form loses the actual start time). [`RecordExt`] adds the record transitions.
 //! Nothing here does I/O or reads the clock: callers pass `now`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,40 +12,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::{DateTime, Utc};
 use protocol::error::ErrorCode;
 use protocol::ids::{DeviceId, JobId};
+use protocol::job::{DeviceJobOutcome, JobResponse};
+use protocol::method::CloudToDeviceMethod;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
-/// Job-level status, spelled as on the wire (`cancelled` with a double L).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) enum JobStatus {
-    Queued,
-    Scheduled,
-    Running,
-    Completed,
-    Failed,
-    Cancelled,
-}
+pub(crate) use protocol::job::{DeviceJob, DeviceJobError, DeviceJobStatus, JobStatus, JobType};
+pub(crate) use protocol::method::CloudToDeviceMethodResult as MethodOutcome;
 
-/// Per-device status, spelled as on the wire (`canceled` with one L).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) enum DeviceJobStatus {
-    Pending,
-    Running,
-    Completed,
-    Failed,
-    Canceled,
-}
-
-/// The two jobs v2 types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub(crate) enum JobType {
-    #[serde(rename = "scheduleDeviceMethod")]
-    DeviceMethod,
-    #[serde(rename = "scheduleUpdateTwin")]
-    UpdateTwin,
-}
+/// One `devices.jobs` row.
+pub(crate) type DeviceRecord = DeviceJob;
+/// Device counts of a job; they add up to `device_count` at every instant.
+pub(crate) type Stats = protocol::job::DeviceJobStatistics;
 
 /// What a job does to each device.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -73,17 +52,6 @@ pub(crate) struct TwinSpec {
     pub(crate) patch: Value,
 }
 
-/// Device counts of a job; they add up to `device_count` at every instant.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct Stats {
-    pub(crate) device_count: u64,
-    pub(crate) failed_count: u64,
-    pub(crate) succeeded_count: u64,
-    pub(crate) running_count: u64,
-    pub(crate) pending_count: u64,
-}
-
 /// One job: the validated request plus its lifecycle.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -105,48 +73,6 @@ pub(crate) struct Job {
     pub(crate) stats: Stats,
 }
 
-/// A per-device error, `{"code":"DeviceNotOnline","description":".."}` on the wire.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct DeviceJobError {
-    pub(crate) code: String,
-    pub(crate) description: String,
-}
-
-/// One `devices.jobs` row; its serde form is the wire form.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct DeviceRecord {
-    pub(crate) device_id: DeviceId,
-    pub(crate) job_id: JobId,
-    pub(crate) job_type: JobType,
-    pub(crate) status: DeviceJobStatus,
-    #[serde(with = "stamp")]
-    pub(crate) start_time_utc: DateTime<Utc>,
-    #[serde(with = "stamp_or_far")]
-    pub(crate) end_time_utc: Option<DateTime<Utc>>,
-    #[serde(with = "stamp")]
-    pub(crate) created_date_time_utc: DateTime<Utc>,
-    #[serde(with = "stamp")]
-    pub(crate) last_updated_date_time_utc: DateTime<Utc>,
-    pub(crate) outcome: Outcome,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) error: Option<DeviceJobError>,
-}
-
-/// `{"deviceMethodResponse": null | {"status":..,"payload":..}}`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct Outcome {
-    pub(crate) device_method_response: Option<MethodOutcome>,
-}
-
-/// A device's answer to a method job.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct MethodOutcome {
-    pub(crate) status: i32,
-    pub(crate) payload: Value,
-}
-
 /// Live counters of a running job, shared by its runner (writer) and the engine (reader).
 #[derive(Debug, Default)]
 pub(crate) struct Progress {
@@ -157,179 +83,84 @@ pub(crate) struct Progress {
     failed: AtomicU64,
 }
 
-impl JobStatus {
-    /// Whether the job still counts against the tier's active-job cap.
-    pub(crate) fn is_active(self) -> bool {
-        matches!(self, JobStatus::Queued | JobStatus::Scheduled | JobStatus::Running)
-    }
+/// Whether a device record will not change again.
+pub(crate) fn is_terminal(status: DeviceJobStatus) -> bool {
+    matches!(
+        status,
+        DeviceJobStatus::Completed | DeviceJobStatus::Failed | DeviceJobStatus::Canceled
+    )
+}
 
-    /// The wire spelling.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            JobStatus::Queued => "queued",
-            JobStatus::Scheduled => "scheduled",
-            JobStatus::Running => "running",
-            JobStatus::Completed => "completed",
-            JobStatus::Failed => "failed",
-            JobStatus::Cancelled => "cancelled",
-        }
-    }
+/// A per-device error named after an IoT Hub code.
+pub(crate) fn device_error(code: ErrorCode, description: impl Into<String>) -> DeviceJobError {
+    DeviceJobError { code: code.name().to_owned(), description: description.into() }
+}
 
-    /// Parses a `jobStatus` filter, case-insensitively (`enqueued` is the service's synonym of `queued`).
-    pub(crate) fn parse_filter(text: &str) -> Option<JobStatus> {
-        let all = [
-            JobStatus::Queued,
-            JobStatus::Scheduled,
-            JobStatus::Running,
-            JobStatus::Completed,
-            JobStatus::Failed,
-            JobStatus::Cancelled,
-        ];
-        if text.eq_ignore_ascii_case("enqueued") {
-            return Some(JobStatus::Queued);
-        }
-        all.into_iter().find(|status| status.as_str().eq_ignore_ascii_case(text))
+/// A new `pending` record of `device` in `job`, created at `now`.
+pub(crate) fn pending_record(job: &Job, device_id: DeviceId, now: DateTime<Utc>) -> DeviceRecord {
+    DeviceJob {
+        device_id,
+        job_id: job.job_id.clone(),
+        job_type: job.job_type(),
+        status: DeviceJobStatus::Pending,
+        start_time_utc: None,
+        end_time_utc: None,
+        created_date_time_utc: now,
+        last_updated_date_time_utc: now,
+        outcome: DeviceJobOutcome::default(),
+        error: None,
     }
 }
 
-impl DeviceJobStatus {
-    /// Whether the record will not change again.
-    pub(crate) fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            DeviceJobStatus::Completed | DeviceJobStatus::Failed | DeviceJobStatus::Canceled
-        )
-    }
-
-    /// The wire spelling (also the store's `status` column).
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            DeviceJobStatus::Pending => "pending",
-            DeviceJobStatus::Running => "running",
-            DeviceJobStatus::Completed => "completed",
-            DeviceJobStatus::Failed => "failed",
-            DeviceJobStatus::Canceled => "canceled",
+/// Counts of a set of device statuses.
+pub(crate) fn stats_of(statuses: impl IntoIterator<Item = DeviceJobStatus>) -> Stats {
+    let mut stats = Stats::default();
+    for status in statuses {
+        stats.device_count += 1;
+        match status {
+            DeviceJobStatus::Pending | DeviceJobStatus::Scheduled => stats.pending_count += 1,
+            DeviceJobStatus::Running => stats.running_count += 1,
+            DeviceJobStatus::Completed => stats.succeeded_count += 1,
+            DeviceJobStatus::Failed | DeviceJobStatus::Canceled => stats.failed_count += 1,
         }
     }
+    stats
 }
 
-impl JobType {
-    /// The wire spelling.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            JobType::DeviceMethod => "scheduleDeviceMethod",
-            JobType::UpdateTwin => "scheduleUpdateTwin",
-        }
-    }
-
-    /// Parses a `jobType` filter, case-insensitively.
-    pub(crate) fn parse_filter(text: &str) -> Option<JobType> {
-        [JobType::DeviceMethod, JobType::UpdateTwin]
-            .into_iter()
-            .find(|kind| kind.as_str().eq_ignore_ascii_case(text))
-    }
-}
-
-impl DeviceJobError {
-    /// An error named after an IoT Hub code.
-    pub(crate) fn new(code: ErrorCode, description: impl Into<String>) -> DeviceJobError {
-        DeviceJobError { code: code.name().to_owned(), description: description.into() }
-    }
-}
-
-impl Job {
-    /// The job's type.
-    pub(crate) fn job_type(&self) -> JobType {
-        match self.kind {
-            JobKind::Method(_) => JobType::DeviceMethod,
-            JobKind::Twin(_) => JobType::UpdateTwin,
-        }
-    }
-
-    /// The jobs v2 `JobResponse` with the given statistics.
-    pub(crate) fn to_response(&self, stats: Stats) -> Value {
-        let mut doc = Map::new();
-        doc.insert("jobId".into(), json!(self.job_id));
-        doc.insert("queryCondition".into(), json!(self.query_condition));
-        doc.insert("createdTime".into(), json!(stamp::format(self.created_time)));
-        doc.insert("startTime".into(), json!(stamp::format(self.start_time)));
-        doc.insert("endTime".into(), json!(stamp_or_far::format(self.end_time)));
-        doc.insert("maxExecutionTimeInSeconds".into(), json!(self.max_execution_secs));
-        doc.insert("type".into(), json!(self.job_type().as_str()));
-        match &self.kind {
-            JobKind::Method(method) => {
-                doc.insert(
-                    "cloudToDeviceMethod".into(),
-                    json!({
-                        "methodName": method.method_name,
-                        "payload": method.payload,
-                        "responseTimeoutInSeconds": method.response_timeout_secs,
-                        "connectTimeoutInSeconds": method.connect_timeout_secs,
-                    }),
-                );
-            }
-            JobKind::Twin(twin) => {
-                doc.insert("updateTwin".into(), twin.echo.clone());
-            }
-        }
-        doc.insert("status".into(), json!(self.status.as_str()));
-        if let Some(reason) = &self.failure_reason {
-            doc.insert("failureReason".into(), json!(reason));
-        }
-        if let Some(message) = &self.status_message {
-            doc.insert("statusMessage".into(), json!(message));
-        }
-        doc.insert("deviceJobStatistics".into(), json!(stats));
-        Value::Object(doc)
-    }
-}
-
-impl DeviceRecord {
-    /// A new `pending` record of `device` in `job`, created at `now`.
-    pub(crate) fn pending(job: &Job, device_id: DeviceId, now: DateTime<Utc>) -> DeviceRecord {
-        DeviceRecord {
-            device_id,
-            job_id: job.job_id.clone(),
-            job_type: job.job_type(),
-            status: DeviceJobStatus::Pending,
-            start_time_utc: now,
-            end_time_utc: None,
-            created_date_time_utc: now,
-            last_updated_date_time_utc: now,
-            outcome: Outcome::default(),
-            error: None,
-        }
-    }
-
+/// The transitions of a device record.
+pub(crate) trait RecordExt {
     /// The record moved to `running` at `now`.
-    pub(crate) fn started(&self, now: DateTime<Utc>) -> DeviceRecord {
-        DeviceRecord {
+    fn started(&self, now: DateTime<Utc>) -> DeviceRecord;
+    /// The record finished at `now` as `completed` (with an optional method answer).
+    fn completed(&self, response: Option<MethodOutcome>, now: DateTime<Utc>) -> DeviceRecord;
+    /// The record finished at `now` as `failed` with `error`.
+    fn failed(&self, error: DeviceJobError, now: DateTime<Utc>) -> DeviceRecord;
+}
+
+impl RecordExt for DeviceRecord {
+    fn started(&self, now: DateTime<Utc>) -> DeviceRecord {
+        DeviceJob {
             status: DeviceJobStatus::Running,
-            start_time_utc: now,
+            start_time_utc: Some(now),
             last_updated_date_time_utc: now,
             ..self.clone()
         }
     }
 
-    /// The record finished at `now` as `completed` (with an optional method answer).
-    pub(crate) fn completed(
-        &self,
-        response: Option<MethodOutcome>,
-        now: DateTime<Utc>,
-    ) -> DeviceRecord {
-        DeviceRecord {
+    fn completed(&self, response: Option<MethodOutcome>, now: DateTime<Utc>) -> DeviceRecord {
+        DeviceJob {
             status: DeviceJobStatus::Completed,
+            start_time_utc: self.start_time_utc.or(Some(now)),
             end_time_utc: Some(now),
             last_updated_date_time_utc: now,
-            outcome: Outcome { device_method_response: response },
+            outcome: DeviceJobOutcome { device_method_response: response },
             error: None,
             ..self.clone()
         }
     }
 
-    /// The record finished at `now` as `failed` with `error`.
-    pub(crate) fn failed(&self, error: DeviceJobError, now: DateTime<Utc>) -> DeviceRecord {
-        DeviceRecord {
+    fn failed(&self, error: DeviceJobError, now: DateTime<Utc>) -> DeviceRecord {
+        DeviceJob {
             status: DeviceJobStatus::Failed,
             end_time_utc: Some(now),
             last_updated_date_time_utc: now,
@@ -339,6 +170,55 @@ impl DeviceRecord {
     }
 }
 
+impl Job {
+    /// The job's type.
+    pub(crate) fn job_type(&self) -> JobType {
+        match self.kind {
+            JobKind::Method(_) => JobType::ScheduleDeviceMethod,
+            JobKind::Twin(_) => JobType::ScheduleUpdateTwin,
+        }
+    }
+
+    /// The jobs v2 `JobResponse` with the given statistics (`endTime` is the far-future sentinel
+    /// until the job ends).
+    pub(crate) fn to_response(&self, stats: Stats) -> Value {
+        let far_future = protocol::time::parse_timestamp(protocol::time::FAR_FUTURE).ok();
+        let method = match &self.kind {
+            JobKind::Method(method) => CloudToDeviceMethod::new(
+                method.method_name.clone(),
+                method.payload.clone(),
+                u32::try_from(method.response_timeout_secs).ok(),
+                u32::try_from(method.connect_timeout_secs).ok(),
+            )
+            .ok(),
+            JobKind::Twin(_) => None,
+        };
+        let response = JobResponse {
+            job_id: self.job_id.clone(),
+            query_condition: Some(self.query_condition.clone()),
+            created_time: Some(self.created_time),
+            start_time: Some(self.start_time),
+            end_time: self.end_time.or(far_future),
+            max_execution_time_in_seconds: Some(self.max_execution_secs),
+            job_type: self.job_type(),
+            cloud_to_device_method: method,
+            update_twin: match &self.kind {
+                JobKind::Twin(twin) => Some(twin.echo.clone()),
+                JobKind::Method(_) => None,
+            },
+            status: self.status,
+            failure_reason: self.failure_reason.clone(),
+            status_message: self.status_message.clone(),
+            device_job_statistics: Some(stats),
+        };
+        serde_json::to_value(&response).unwrap_or_else(|err| {
+            tracing::error!(job_id = %self.job_id, %err, "a job response did not serialize");
+            Value::Null
+        })
+    }
+}
+
+/// Live counters of a running job, shared by its runner (writer) and the engine (reader).
 impl Progress {
     /// Replaces every counter (a resumed job's counts).
     pub(crate) fn reset(&self, stats: Stats) {
@@ -370,77 +250,11 @@ impl Progress {
 
     fn bucket(&self, status: DeviceJobStatus) -> &AtomicU64 {
         match status {
-            DeviceJobStatus::Pending => &self.pending,
+            DeviceJobStatus::Pending | DeviceJobStatus::Scheduled => &self.pending,
             DeviceJobStatus::Running => &self.running,
             DeviceJobStatus::Completed => &self.succeeded,
             // Cancelled device records count as failed: the statistics have no cancelled bucket.
             DeviceJobStatus::Failed | DeviceJobStatus::Canceled => &self.failed,
         }
-    }
-}
-
-impl Stats {
-    /// Counts of a set of device statuses.
-    pub(crate) fn from_statuses(statuses: impl IntoIterator<Item = DeviceJobStatus>) -> Stats {
-        let mut stats = Stats::default();
-        for status in statuses {
-            stats.device_count += 1;
-            match status {
-                DeviceJobStatus::Pending => stats.pending_count += 1,
-                DeviceJobStatus::Running => stats.running_count += 1,
-                DeviceJobStatus::Completed => stats.succeeded_count += 1,
-                DeviceJobStatus::Failed | DeviceJobStatus::Canceled => stats.failed_count += 1,
-            }
-        }
-        stats
-    }
-}
-
-/// Serde for timestamps in IoT Hub's seven-digit form.
-pub(crate) mod stamp {
-    use chrono::{DateTime, Utc};
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(crate) fn format(at: DateTime<Utc>) -> String {
-        protocol::time::format_timestamp(at)
-    }
-
-    pub(crate) fn serialize<S: Serializer>(
-        at: &DateTime<Utc>,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&format(*at))
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<DateTime<Utc>, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        protocol::time::parse_timestamp(&text).map_err(serde::de::Error::custom)
-    }
-}
-
-/// Serde for an end time that is the far-future sentinel until it is known.
-pub(crate) mod stamp_or_far {
-    use chrono::{DateTime, Datelike, Utc};
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(crate) fn format(at: Option<DateTime<Utc>>) -> String {
-        at.map_or_else(|| protocol::time::FAR_FUTURE.to_owned(), protocol::time::format_timestamp)
-    }
-
-    pub(crate) fn serialize<S: Serializer>(
-        at: &Option<DateTime<Utc>>,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&format(*at))
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Option<DateTime<Utc>>, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        let at = protocol::time::parse_timestamp(&text).map_err(serde::de::Error::custom)?;
-        Ok((at.year() < 9999).then_some(at))
     }
 }

@@ -26,8 +26,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::backend::{DeviceBackend, MethodInvocation};
 use super::model::{
-    DeviceJobError, DeviceJobStatus, DeviceRecord, Job, JobKind, JobStatus, MethodOutcome,
-    MethodSpec, Progress, Stats,
+    device_error, is_terminal, pending_record, stats_of, DeviceJobError, DeviceJobStatus,
+    DeviceRecord, Job, JobKind, JobStatus, MethodOutcome, MethodSpec, Progress, RecordExt,
 };
 use super::persist;
 use super::throttle::RateLimiter;
@@ -148,9 +148,9 @@ async fn start_fresh(ctx: &RunContext, job: &Job) -> Result<Vec<DeviceRecord>, S
     let devices = ctx.backend.resolve(&job.query_condition)?;
     let now = Utc::now();
     let records: Vec<DeviceRecord> =
-        devices.into_iter().map(|device| DeviceRecord::pending(job, device, now)).collect();
+        devices.into_iter().map(|device| pending_record(job, device, now)).collect();
     let mut running = job.clone();
-    running.stats = Stats::from_statuses(records.iter().map(|record| record.status));
+    running.stats = stats_of(records.iter().map(|record| record.status));
     let rows = records.clone();
     ctx.store
         .write(move |tx| {
@@ -196,7 +196,7 @@ async fn settle_in_doubt(plan: &Plan, records: Vec<DeviceRecord>) -> Vec<DeviceR
     let mut settled = Vec::new();
     let mut statuses = Vec::with_capacity(records.len());
     for mut record in records {
-        if record.status.is_terminal() {
+        if is_terminal(record.status) {
             statuses.push(record.status);
             continue;
         }
@@ -236,7 +236,7 @@ async fn settle_in_doubt(plan: &Plan, records: Vec<DeviceRecord>) -> Vec<DeviceR
             tracing::error!(%err, "could not record the device records settled after a restart");
         }
     }
-    plan.progress.reset(Stats::from_statuses(statuses));
+    plan.progress.reset(stats_of(statuses));
     work
 }
 
@@ -283,7 +283,7 @@ async fn method_op(plan: &Plan, spec: &MethodSpec, record: DeviceRecord) {
     let done = match answer {
         Ok(answer) => running
             .completed(Some(MethodOutcome { status: answer.status, payload: answer.payload }), now),
-        Err(err) => running.failed(DeviceJobError::new(err.code, err.description), now),
+        Err(err) => running.failed(device_error(err.code, err.description), now),
     };
     // Count the outcome even if it cannot be stored: the device was called.
     let _ = save(plan, &done).await;
@@ -299,9 +299,8 @@ async fn twin_op(plan: &Plan, patch: Arc<TwinPatch>, record: DeviceRecord) {
     let status = match plan.ctx.backend.update_twin(done.device_id.clone(), patch, write).await {
         Ok(()) => DeviceJobStatus::Completed,
         Err(err) => {
-            let failed = record
-                .started(now)
-                .failed(DeviceJobError::new(err.code, err.description), Utc::now());
+            let failed =
+                record.started(now).failed(device_error(err.code, err.description), Utc::now());
             let _ = save(plan, &failed).await;
             DeviceJobStatus::Failed
         }

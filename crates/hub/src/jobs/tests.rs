@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 use super::backend::{
     holds, DeviceBackend, DeviceOpError, MethodAnswer, MethodInvocation, RecordWrite,
 };
-use super::model::{DeviceJobStatus, DeviceRecord, Job, JobStatus};
+use super::model::{pending_record, DeviceJobStatus, DeviceRecord, Job, JobStatus, RecordExt};
 use super::*;
 use crate::store::Store;
 
@@ -471,7 +471,7 @@ async fn crashed_job(store: &Store, job: &Job, states: &[(&str, DeviceJobStatus)
     let records: Vec<DeviceRecord> = states
         .iter()
         .map(|(id, status)| {
-            let pending = DeviceRecord::pending(job, DeviceId::new(*id).unwrap(), now);
+            let pending = pending_record(job, DeviceId::new(*id).unwrap(), now);
             match status {
                 DeviceJobStatus::Pending => pending,
                 DeviceJobStatus::Running => pending.started(now),
