@@ -119,7 +119,7 @@ mod tests {
             DesiredDecision::Ack { latency } => (100..=200).contains(&latency.as_millis()),
             DesiredDecision::Fail => true,
         });
-        expect!["failed=101 latencies_in_range=true first=Ack { latency: 160.497ms }"].assert_eq(
+        expect!["failed=106 latencies_in_range=true first=Fail"].assert_eq(
             &format!("failed={failed} latencies_in_range={in_range} first={:?}", decisions[0]),
         );
     }

@@ -245,7 +245,7 @@ mod tests {
         check(
             r#"{ no_answer = 0.1, error = { probability = 0.2, status = 503, payload = { code = "busy" } } }"#,
             expect![[r#"
-                ok=723 failed=179 silent=98 reboots=0 mean_ms=0
+                ok=720 failed=179 silent=101 reboots=0 mean_ms=0
                 first: Answer { latency: 0ns, status: 200, payload: Null, failed: false, reboot_for: None }"#]],
         );
     }
@@ -255,8 +255,8 @@ mod tests {
         check(
             r#"{ reboot = { down_for_s = 20 }, error = { probability = 0.5, status = 500 } }"#,
             expect![[r#"
-                ok=494 failed=506 silent=0 reboots=494 mean_ms=0
-                first: Answer { latency: 0ns, status: 500, payload: Null, failed: true, reboot_for: None }"#]],
+                ok=497 failed=503 silent=0 reboots=497 mean_ms=0
+                first: Answer { latency: 0ns, status: 200, payload: Null, failed: false, reboot_for: Some(20s) }"#]],
         );
     }
 
@@ -274,7 +274,7 @@ mod tests {
             r#"{ response = "{nope}" }"#,
             expect!["invalid: response: unknown variable {nope} (known here: method)"],
         );
-        check(r#"{ latency = 5 }"#, expect![""]);
-        check(r#"{ tyop = 5 }"#, expect![""]);
+        check(r#"{ latency = 5 }"#, expect!["parse error: invalid type: integer `5`, expected internally tagged enum DistributionSpec"]);
+        check(r#"{ tyop = 5 }"#, expect!["parse error: unknown field `tyop`, expected one of `latency`, `no_answer`, `error`, `status`, `response`, `reboot`"]);
     }
 }

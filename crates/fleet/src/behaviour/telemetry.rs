@@ -84,7 +84,7 @@ mod tests {
         assert!(phase < Duration::from_secs(10));
         let vars = |name: &str| (name == "seq").then(|| json!(3));
         let body: Value = t.payload.render(&vars, &mut rng);
-        expect![[r#"{"temp":21.17,"seq":3}"#]].assert_eq(&body.to_string());
+        expect![[r#"{"seq":3,"temp":23.72}"#]].assert_eq(&body.to_string());
     }
 
     #[test]
