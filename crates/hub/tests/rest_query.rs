@@ -7,7 +7,12 @@ use reqwest::Method;
 use rest_support::{Reply, TestHub};
 use serde_json::{json, Value};
 
-async fn query(hub: &TestHub, text: &str, page_size: Option<usize>, continuation: Option<&str>) -> Reply {
+async fn query(
+    hub: &TestHub,
+    text: &str,
+    page_size: Option<usize>,
+    continuation: Option<&str>,
+) -> Reply {
     let mut request = hub.request(Method::POST, "/devices/query").json(&json!({ "query": text }));
     if let Some(size) = page_size {
         request = request.header("x-ms-max-item-count", size.to_string());
@@ -65,19 +70,44 @@ async fn filters_projections_and_aggregates() {
     assert_eq!(all.body.as_array().unwrap().len(), 10);
     assert_eq!(all.body[0]["properties"]["desired"]["n"], 0);
 
-    let by_id = query(&hub, "SELECT * FROM devices WHERE deviceId IN ['dev003', 'dev001', 'nope']", None, None).await;
+    let by_id = query(
+        &hub,
+        "SELECT * FROM devices WHERE deviceId IN ['dev003', 'dev001', 'nope']",
+        None,
+        None,
+    )
+    .await;
     assert_eq!(ids(by_id.body.as_array().unwrap()), ["dev001", "dev003"]);
-    let by_tag = query(&hub, "SELECT * FROM devices WHERE tags.building = '43' AND tags.floor >= 2", None, None).await;
+    let by_tag = query(
+        &hub,
+        "SELECT * FROM devices WHERE tags.building = '43' AND tags.floor >= 2",
+        None,
+        None,
+    )
+    .await;
     assert_eq!(ids(by_tag.body.as_array().unwrap()), ["dev002", "dev004", "dev008"]);
-    let scan = query(&hub, "SELECT * FROM devices WHERE properties.desired.n > 7", None, None).await;
+    let scan =
+        query(&hub, "SELECT * FROM devices WHERE properties.desired.n > 7", None, None).await;
     assert_eq!(ids(scan.body.as_array().unwrap()), ["dev008", "dev009"]);
 
-    let projected = query(&hub, "SELECT deviceId, tags.building FROM devices WHERE deviceId = 'dev004'", None, None).await;
+    let projected = query(
+        &hub,
+        "SELECT deviceId, tags.building FROM devices WHERE deviceId = 'dev004'",
+        None,
+        None,
+    )
+    .await;
     assert_eq!(projected.header("x-ms-item-type"), Some("Raw"));
     assert_eq!(projected.body, json!([{"deviceId": "dev004", "building": "43"}]));
     let counted = query(&hub, "SELECT COUNT() AS n FROM devices", None, None).await;
     assert_eq!(counted.body, json!([{"n": 10}]));
-    let grouped = query(&hub, "SELECT tags.building AS b, COUNT() AS n FROM devices GROUP BY tags.building", None, None).await;
+    let grouped = query(
+        &hub,
+        "SELECT tags.building AS b, COUNT() AS n FROM devices GROUP BY tags.building",
+        None,
+        None,
+    )
+    .await;
     assert_eq!(grouped.body, json!([{"b": "43", "n": 5}, {"b": "44", "n": 5}]));
     let top = query(&hub, "SELECT TOP 3 * FROM devices", Some(2), None).await;
     assert_eq!(top.body.as_array().unwrap().len(), 2);
@@ -86,7 +116,9 @@ async fn filters_projections_and_aggregates() {
 
     let modules = query(&hub, "SELECT * FROM devices.modules", None, None).await;
     assert_eq!(modules.body, json!([]));
-    let jobs = query(&hub, "SELECT * FROM devices.jobs WHERE devices.jobs.jobId = 'none'", None, None).await;
+    let jobs =
+        query(&hub, "SELECT * FROM devices.jobs WHERE devices.jobs.jobId = 'none'", None, None)
+            .await;
     assert_eq!(jobs.status, 200);
     assert_eq!(jobs.header("x-ms-item-type"), Some("DeviceJob"));
     assert_eq!(jobs.body, json!([]));
@@ -116,7 +148,12 @@ async fn paging_is_complete_and_stable_under_writes() {
     let token = first.header("x-ms-continuation").unwrap().to_owned();
     hub.create_device("aaa-before-cursor").await;
     hub.create_device("zzz-after-cursor").await;
-    let deleted = hub.request(Method::DELETE, "/devices/dev012").header("If-Match", "\"*\"").send().await.unwrap();
+    let deleted = hub
+        .request(Method::DELETE, "/devices/dev012")
+        .header("If-Match", "\"*\"")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(deleted.status(), 204);
     let mut seen = ids(first.body.as_array().unwrap());
     let mut token = Some(token);
@@ -125,7 +162,8 @@ async fn paging_is_complete_and_stable_under_writes() {
         seen.extend(ids(page.body.as_array().unwrap()));
         token = page.header("x-ms-continuation").map(str::to_owned);
     }
-    let mut expected: Vec<String> = (0..25).filter(|idx| *idx != 12).map(|idx| format!("dev{idx:03}")).collect();
+    let mut expected: Vec<String> =
+        (0..25).filter(|idx| *idx != 12).map(|idx| format!("dev{idx:03}")).collect();
     expected.push("zzz-after-cursor".into());
     assert_eq!(seen, expected);
     hub.stop().await;

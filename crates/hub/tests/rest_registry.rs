@@ -13,7 +13,13 @@ async fn device_lifecycle() {
     let hub = TestHub::start(dir.path()).await;
 
     // Create with `"symmetricKey":{}` → 200, generated base64 keys, quoted ETag header.
-    let created = hub.call(Method::PUT, "/devices/d1", Some(json!({"deviceId":"d1","status":"enabled","authentication":{"symmetricKey":{}}}))).await;
+    let created = hub
+        .call(
+            Method::PUT,
+            "/devices/d1",
+            Some(json!({"deviceId":"d1","status":"enabled","authentication":{"symmetricKey":{}}})),
+        )
+        .await;
     assert_eq!(created.status, 200, "{created:?}");
     assert_eq!(created.header("content-type"), Some("application/json; charset=utf-8"));
     assert_eq!(created.header("etag"), Some("\"MA==\""));
@@ -36,9 +42,21 @@ async fn device_lifecycle() {
     assert_eq!(got.body["authentication"]["symmetricKey"]["primaryKey"], primary.as_str());
 
     // Update with a stale etag → 412; with "*" → 200 and a new etag; keys kept when not given.
-    let stale = hub.request(Method::PUT, "/devices/d1").header("If-Match", "\"OTk=\"").json(&json!({"status":"disabled"})).send().await.unwrap();
+    let stale = hub
+        .request(Method::PUT, "/devices/d1")
+        .header("If-Match", "\"OTk=\"")
+        .json(&json!({"status":"disabled"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(rest_support::Reply::read(stale).await.error(), "412 PreconditionFailed");
-    let updated = hub.request(Method::PUT, "/devices/d1").header("If-Match", "\"*\"").json(&json!({"deviceId":"d1","status":"disabled","statusReason":"maintenance"})).send().await.unwrap();
+    let updated = hub
+        .request(Method::PUT, "/devices/d1")
+        .header("If-Match", "\"*\"")
+        .json(&json!({"deviceId":"d1","status":"disabled","statusReason":"maintenance"}))
+        .send()
+        .await
+        .unwrap();
     let updated = rest_support::Reply::read(updated).await;
     assert_eq!(updated.status, 200, "{updated:?}");
     assert_eq!(updated.body["status"], "disabled");
@@ -46,18 +64,36 @@ async fn device_lifecycle() {
     assert_eq!(updated.body["etag"], "MQ==");
     assert_eq!(updated.body["authentication"]["symmetricKey"]["primaryKey"], primary.as_str());
     // The real etag (quoted or not) matches.
-    let with_etag = hub.request(Method::PUT, "/devices/d1").header("If-Match", "MQ==").json(&json!({"status":"enabled"})).send().await.unwrap();
+    let with_etag = hub
+        .request(Method::PUT, "/devices/d1")
+        .header("If-Match", "MQ==")
+        .json(&json!({"status":"enabled"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(with_etag.status(), 200);
 
     // Update of a missing device → 404.
-    let missing = hub.request(Method::PUT, "/devices/ghost").header("If-Match", "\"*\"").json(&json!({})).send().await.unwrap();
+    let missing = hub
+        .request(Method::PUT, "/devices/ghost")
+        .header("If-Match", "\"*\"")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(rest_support::Reply::read(missing).await.error(), "404 DeviceNotFound");
 
     // Given keys are kept; keys that are not base64 → 400.
     let given = hub.call(Method::PUT, "/devices/d2", Some(json!({"authentication":{"type":"sas","symmetricKey":{"primaryKey":"cHJpbWFyeQ==","secondaryKey":"c2Vjb25kYXJ5"}}}))).await;
     assert_eq!(given.status, 200);
     assert_eq!(given.body["authentication"]["symmetricKey"]["primaryKey"], "cHJpbWFyeQ==");
-    let bad_key = hub.call(Method::PUT, "/devices/d3", Some(json!({"authentication":{"symmetricKey":{"primaryKey":"not base64!"}}}))).await;
+    let bad_key = hub
+        .call(
+            Method::PUT,
+            "/devices/d3",
+            Some(json!({"authentication":{"symmetricKey":{"primaryKey":"not base64!"}}})),
+        )
+        .await;
     assert_eq!(bad_key.error(), "400 ArgumentInvalid");
     let id_mismatch = hub.call(Method::PUT, "/devices/d3", Some(json!({"deviceId":"other"}))).await;
     assert_eq!(id_mismatch.error(), "400 ArgumentInvalid");
@@ -66,19 +102,33 @@ async fn device_lifecycle() {
     let listed = hub.call(Method::GET, "/devices?top=1", None).await;
     assert_eq!(listed.body.as_array().unwrap().len(), 1);
     let all = hub.call(Method::GET, "/devices", None).await;
-    let ids: Vec<&str> = all.body.as_array().unwrap().iter().map(|d| d["deviceId"].as_str().unwrap()).collect();
+    let ids: Vec<&str> =
+        all.body.as_array().unwrap().iter().map(|d| d["deviceId"].as_str().unwrap()).collect();
     assert_eq!(ids, ["d1", "d2"]);
     let bad_top = hub.call(Method::GET, "/devices?top=many", None).await;
     assert_eq!(bad_top.error(), "400 ArgumentInvalid");
     let stats = hub.call(Method::GET, "/statistics/devices", None).await;
-    assert_eq!(stats.body, json!({"totalDeviceCount":2,"enabledDeviceCount":2,"disabledDeviceCount":0}));
+    assert_eq!(
+        stats.body,
+        json!({"totalDeviceCount":2,"enabledDeviceCount":2,"disabledDeviceCount":0})
+    );
     let service = hub.call(Method::GET, "/statistics/service", None).await;
     assert_eq!(service.body, json!({"connectedDeviceCount":0}));
 
     // Delete: stale etag → 412, "*" → 204, then 404 everywhere.
-    let stale_delete = hub.request(Method::DELETE, "/devices/d1").header("If-Match", "\"MA==\"").send().await.unwrap();
+    let stale_delete = hub
+        .request(Method::DELETE, "/devices/d1")
+        .header("If-Match", "\"MA==\"")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(rest_support::Reply::read(stale_delete).await.error(), "412 PreconditionFailed");
-    let deleted = hub.request(Method::DELETE, "/devices/d1").header("If-Match", "\"*\"").send().await.unwrap();
+    let deleted = hub
+        .request(Method::DELETE, "/devices/d1")
+        .header("If-Match", "\"*\"")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(deleted.status(), 204);
     assert_eq!(hub.call(Method::GET, "/devices/d1", None).await.error(), "404 DeviceNotFound");
     assert_eq!(hub.call(Method::GET, "/twins/d1", None).await.error(), "404 DeviceNotFound");

@@ -30,9 +30,11 @@ async fn generated_certificates_pass_strict_verification() {
     let dir = tempfile::tempdir().unwrap();
     let https = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mqtts = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let listeners = HubListeners { https: Some(https), mqtts: Some(mqtts), ..HubListeners::default() };
+    let listeners =
+        HubListeners { https: Some(https), mqtts: Some(mqtts), ..HubListeners::default() };
     let shutdown = CancellationToken::new();
-    let handle = Hub::spawn(HubConfig::new(dir.path(), HOST), listeners, shutdown.clone()).await.unwrap();
+    let handle =
+        Hub::spawn(HubConfig::new(dir.path(), HOST), listeners, shutdown.clone()).await.unwrap();
     let ca_pem = handle.ca_pem().expect("generated").to_owned();
     assert_eq!(std::fs::read_to_string(dir.path().join("ca.pem")).unwrap(), ca_pem);
     let https_port = handle.addrs().https.unwrap().port();
@@ -47,9 +49,19 @@ async fn generated_certificates_pass_strict_verification() {
         .build()
         .unwrap();
     let expiry = u64::try_from(chrono::Utc::now().timestamp() + 600).unwrap();
-    let token = protocol::sas::generate(HOST, handle.owner_key(), Some("iothubowner"), expiry).unwrap();
-    for base in [format!("https://{HOST}:{https_port}"), format!("https://localhost:{https_port}"), format!("https://127.0.0.1:{https_port}")] {
-        let response = client.get(format!("{base}/devices?api-version=2021-04-12")).header("Authorization", &token).send().await.unwrap();
+    let token =
+        protocol::sas::generate(HOST, handle.owner_key(), Some("iothubowner"), expiry).unwrap();
+    for base in [
+        format!("https://{HOST}:{https_port}"),
+        format!("https://localhost:{https_port}"),
+        format!("https://127.0.0.1:{https_port}"),
+    ] {
+        let response = client
+            .get(format!("{base}/devices?api-version=2021-04-12"))
+            .header("Authorization", &token)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200, "{base}");
         assert_eq!(response.headers()["content-type"], "application/json; charset=utf-8");
     }
@@ -60,7 +72,15 @@ async fn generated_certificates_pass_strict_verification() {
         let ca_path = ca_path.clone();
         let output = tokio::task::spawn_blocking(move || {
             Command::new("python3")
-                .args(["-c", PYTHON_CHECK, ca_path.to_str().unwrap(), &port.to_string(), "localhost", "127.0.0.1", HOST])
+                .args([
+                    "-c",
+                    PYTHON_CHECK,
+                    ca_path.to_str().unwrap(),
+                    &port.to_string(),
+                    "localhost",
+                    "127.0.0.1",
+                    HOST,
+                ])
                 .output()
         })
         .await
@@ -68,10 +88,16 @@ async fn generated_certificates_pass_strict_verification() {
         match output {
             Ok(output) => {
                 let stdout = String::from_utf8_lossy(&output.stdout);
-                assert!(output.status.success(), "python strict check failed on port {port}: {stdout}{}", String::from_utf8_lossy(&output.stderr));
+                assert!(
+                    output.status.success(),
+                    "python strict check failed on port {port}: {stdout}{}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
                 assert_eq!(stdout.lines().count(), 6, "{stdout}");
             }
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => eprintln!("python3 not installed; strict check skipped"),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                eprintln!("python3 not installed; strict check skipped")
+            }
             Err(err) => panic!("running python3: {err}"),
         }
     }

@@ -28,7 +28,13 @@ async fn twin_get_patch_replace() {
 
     // PATCH with the current etag (quoted, as the SDKs send it).
     let patch = json!({"tags": {"site": "b43", "floor": 3}, "properties": {"desired": {"rate": 5, "mode": {"a": 1}}}});
-    let patched = hub.request(Method::PATCH, "/twins/t1").header("If-Match", "\"AAAAAAAAAAE=\"").json(&patch).send().await.unwrap();
+    let patched = hub
+        .request(Method::PATCH, "/twins/t1")
+        .header("If-Match", "\"AAAAAAAAAAE=\"")
+        .json(&patch)
+        .send()
+        .await
+        .unwrap();
     let patched = Reply::read(patched).await;
     assert_eq!(patched.status, 200, "{patched:?}");
     let twin = &patched.body;
@@ -42,10 +48,22 @@ async fn twin_get_patch_replace() {
     assert_eq!(patched.header("etag"), Some(format!("\"{etag}\"").as_str()));
 
     // The old etag no longer matches → 412; the wildcard always does.
-    let stale = hub.request(Method::PATCH, "/twins/t1").header("If-Match", "\"AAAAAAAAAAE=\"").json(&json!({"tags":{"x":1}})).send().await.unwrap();
+    let stale = hub
+        .request(Method::PATCH, "/twins/t1")
+        .header("If-Match", "\"AAAAAAAAAAE=\"")
+        .json(&json!({"tags":{"x":1}}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(Reply::read(stale).await.error(), "412 PreconditionFailed");
     let deletion = json!({"properties": {"desired": {"mode": null}}});
-    let merged = hub.request(Method::PATCH, "/twins/t1").header("If-Match", "\"*\"").json(&deletion).send().await.unwrap();
+    let merged = hub
+        .request(Method::PATCH, "/twins/t1")
+        .header("If-Match", "\"*\"")
+        .json(&deletion)
+        .send()
+        .await
+        .unwrap();
     let merged = Reply::read(merged).await;
     assert_eq!(merged.status, 200);
     assert!(merged.body["properties"]["desired"].get("mode").is_none());
@@ -61,6 +79,15 @@ async fn twin_get_patch_replace() {
     assert_eq!(replaced.body["properties"]["desired"]["fresh"], "yes");
     assert_eq!(replaced.body["properties"]["desired"]["$version"], 4);
 
+    // A twin read earlier and edited can be PUT back whole (reported and desired's $metadata/$version ignored).
+    let mut read_back = hub.call(Method::GET, "/twins/t1", None).await.body;
+    read_back["properties"]["desired"]["fresh"] = json!("again");
+    read_back["properties"]["reported"]["ignored"] = json!(1);
+    let round_trip = hub.call(Method::PUT, "/twins/t1", Some(read_back)).await;
+    assert_eq!(round_trip.status, 200, "{round_trip:?}");
+    assert_eq!(round_trip.body["properties"]["desired"]["fresh"], "again");
+    assert!(round_trip.body["properties"]["reported"].get("ignored").is_none());
+
     // An empty patch changes nothing.
     let before = hub.call(Method::GET, "/twins/t1", None).await.body;
     let noop = hub.call(Method::PATCH, "/twins/t1", Some(json!({}))).await;
@@ -69,8 +96,14 @@ async fn twin_get_patch_replace() {
 
     // Unknown device → 404 DeviceNotFound for every twin verb.
     assert_eq!(hub.call(Method::GET, "/twins/nobody", None).await.error(), "404 DeviceNotFound");
-    assert_eq!(hub.call(Method::PATCH, "/twins/nobody", Some(json!({}))).await.error(), "404 DeviceNotFound");
-    assert_eq!(hub.call(Method::PUT, "/twins/nobody", Some(json!({}))).await.error(), "404 DeviceNotFound");
+    assert_eq!(
+        hub.call(Method::PATCH, "/twins/nobody", Some(json!({}))).await.error(),
+        "404 DeviceNotFound"
+    );
+    assert_eq!(
+        hub.call(Method::PUT, "/twins/nobody", Some(json!({}))).await.error(),
+        "404 DeviceNotFound"
+    );
     hub.stop().await;
 }
 
@@ -91,13 +124,31 @@ async fn reported_comes_from_the_device_and_desired_push_has_version() {
     assert_eq!(twin["properties"]["reported"]["temp"], 21.5);
     assert_eq!(twin["properties"]["reported"]["$version"], 2);
     assert_eq!(twin["version"], 1, "reported writes do not bump the twin version");
-    assert_eq!(registry.device_twin_view(&id).unwrap(), json!({"desired":{"$version":1},"reported":{"temp":21.5,"$version":2}}));
+    assert_eq!(
+        registry.device_twin_view(&id).unwrap(),
+        json!({"desired":{"$version":1},"reported":{"temp":21.5,"$version":2}})
+    );
 
     // A desired write returns the body pushed to the device: the patch as applied plus $version.
-    let patch = protocol::twin::TwinPatch::parse(&json!({"properties":{"desired":{"a":1,"b":null}}}), protocol::twin::ReportedInPatch::Reject).unwrap();
+    let patch = protocol::twin::TwinPatch::parse(
+        &json!({"properties":{"desired":{"a":1,"b":null}}}),
+        protocol::twin::ReportedInPatch::Reject,
+    )
+    .unwrap();
     let write = registry.update_twin(&id, &patch, &hub::registry::IfMatch::Any).await.unwrap();
     assert_eq!(write.desired_push, Some(json!({"a":1,"b":null,"$version":2})));
-    let tags_only = protocol::twin::TwinPatch::parse(&json!({"tags":{"t":1}}), protocol::twin::ReportedInPatch::Reject).unwrap();
-    assert_eq!(registry.update_twin(&id, &tags_only, &hub::registry::IfMatch::Absent).await.unwrap().desired_push, None);
+    let tags_only = protocol::twin::TwinPatch::parse(
+        &json!({"tags":{"t":1}}),
+        protocol::twin::ReportedInPatch::Reject,
+    )
+    .unwrap();
+    assert_eq!(
+        registry
+            .update_twin(&id, &tags_only, &hub::registry::IfMatch::Absent)
+            .await
+            .unwrap()
+            .desired_push,
+        None
+    );
     hub.stop().await;
 }

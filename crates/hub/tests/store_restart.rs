@@ -15,7 +15,9 @@ async fn everything_survives_a_restart() {
     let mut keys = Vec::new();
     for idx in 0..50 {
         let device = hub.create_device(&format!("r{idx:02}")).await;
-        keys.push(device["authentication"]["symmetricKey"]["primaryKey"].as_str().unwrap().to_owned());
+        keys.push(
+            device["authentication"]["symmetricKey"]["primaryKey"].as_str().unwrap().to_owned(),
+        );
     }
     // Many concurrent twin writes share store transactions; all must be durable.
     let mut set = tokio::task::JoinSet::new();
@@ -25,7 +27,14 @@ async fn everything_survives_a_restart() {
         let token = hub.token();
         set.spawn(async move {
             let body = json!({"tags": {"idx": idx}, "properties": {"desired": {"v": idx}}});
-            client.patch(url).header("Authorization", token).json(&body).send().await.unwrap().status()
+            client
+                .patch(url)
+                .header("Authorization", token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
         });
     }
     while let Some(status) = set.join_next().await {
@@ -33,7 +42,12 @@ async fn everything_survives_a_restart() {
     }
     let id = protocol::ids::DeviceId::new("r07").unwrap();
     hub.handle.registry().patch_reported(&id, json!({"fw": "1.2"}), None).await.unwrap();
-    let deleted = hub.request(Method::DELETE, "/devices/r49").header("If-Match", "\"*\"").send().await.unwrap();
+    let deleted = hub
+        .request(Method::DELETE, "/devices/r49")
+        .header("If-Match", "\"*\"")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(deleted.status(), 204);
     let twin_before = hub.call(Method::GET, "/twins/r07", None).await.body;
     let device_before = hub.call(Method::GET, "/devices/r07", None).await.body;
@@ -54,9 +68,17 @@ async fn everything_survives_a_restart() {
     assert_eq!(hub.call(Method::GET, "/devices/r07", None).await.body, device_before);
     assert_eq!(hub.call(Method::GET, "/devices/r49", None).await.error(), "404 DeviceNotFound");
     // Writes continue from the stored versions and etags.
-    let next = hub.call(Method::PATCH, "/twins/r07", Some(json!({"properties": {"desired": {"v": 8}}}))).await.body;
+    let next = hub
+        .call(Method::PATCH, "/twins/r07", Some(json!({"properties": {"desired": {"v": 8}}})))
+        .await
+        .body;
     assert_eq!(next["properties"]["desired"]["$version"], 3);
-    let query = hub.request(Method::POST, "/devices/query").json(&json!({"query": "SELECT * FROM devices WHERE tags.idx = 3"})).send().await.unwrap();
+    let query = hub
+        .request(Method::POST, "/devices/query")
+        .json(&json!({"query": "SELECT * FROM devices WHERE tags.idx = 3"}))
+        .send()
+        .await
+        .unwrap();
     let rows: serde_json::Value = query.json().await.unwrap();
     assert_eq!(rows.as_array().unwrap().len(), 1, "the tag index is rebuilt on load");
     hub.stop().await;

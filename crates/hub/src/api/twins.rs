@@ -3,7 +3,8 @@
 //!
 //! Responses are the service Twin JSON with its quoted etag in `ETag`. A write that changed desired
 //! properties is pushed to the device's live session (dropped when it is offline, as IoT Hub does).
-//! `properties.reported` is device-only: a non-empty one in a service body is refused with 400.
+//! `properties.reported` is device-only: a PATCH carrying a non-empty one is refused with 400; a PUT
+//! (usually a whole twin read earlier) ignores it, along with desired's read-only `$metadata`/`$version`.
 
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -11,7 +12,8 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use protocol::ids::DeviceId;
-use protocol::twin::{ReportedInPatch, ServiceTwin, TwinPatch};
+use protocol::twin::{ReportedInPatch, ServiceTwin, TwinError, TwinPatch};
+use serde_json::Value;
 
 use super::extract::{DevicePath, IfMatchHeader, RawBody};
 use super::{json_response, ApiError, ApiState};
@@ -46,12 +48,24 @@ async fn replace_twin(
     IfMatchHeader(if_match): IfMatchHeader,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let replacement = TwinPatch::from_slice(&body, ReportedInPatch::Reject)?;
+    let mut document: Value =
+        serde_json::from_slice(&body).map_err(|err| TwinError::Json(err.to_string()))?;
+    strip_read_only(&mut document);
+    let replacement = TwinPatch::parse(&document, ReportedInPatch::Ignore)?;
     let write = state
         .registry
         .replace_twin(&id, replacement.tags.as_ref(), replacement.desired.as_ref(), &if_match)
         .await?;
     Ok(finish_write(&state, &id, write))
+}
+
+/// A replacement is often a twin read earlier and edited: its desired section then carries the
+/// read-only `$metadata` and `$version`, which are not properties and are dropped here.
+fn strip_read_only(document: &mut Value) {
+    if let Some(Value::Object(desired)) = document.pointer_mut("/properties/desired") {
+        desired.shift_remove("$metadata");
+        desired.shift_remove("$version");
+    }
 }
 
 /// Pushes the desired change (if any) and answers with the twin.

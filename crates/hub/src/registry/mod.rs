@@ -54,6 +54,8 @@ struct Inner {
     seq: AtomicU64,
     /// Devices whose activity time changed since the last [`Registry::flush_activity`].
     dirty_activity: Mutex<HashSet<DeviceId>>,
+    /// Rows waiting for the store (see `persist`).
+    rows: Arc<persist::RowQueue>,
 }
 
 /// Base64-decoded keys and status used to authenticate a device's CONNECT.
@@ -200,6 +202,7 @@ impl Registry {
                 store,
                 seq: AtomicU64::new(loaded.next_seq),
                 dirty_activity: Mutex::new(HashSet::new()),
+                rows: Arc::default(),
             }),
         })
     }
@@ -303,7 +306,7 @@ impl Registry {
         if rows.is_empty() {
             return Ok(());
         }
-        persist::write_rows(&self.inner.store, rows).await?;
+        persist::write_rows(self, rows).await?;
         Ok(())
     }
 
@@ -364,3 +367,6 @@ impl Registry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

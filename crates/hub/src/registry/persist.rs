@@ -3,10 +3,18 @@
 //! `doc` is the JSON of a [`Record`]. Upserts keep the row with the highest `seq`, so writes that reach
 //! the writer out of order never regress a device; a delete writes a tombstone (`deleted = 1`,
 //! `doc = NULL`) for the same reason, and tombstones are dropped when the registry next loads.
+//! Rows go through a [`RowQueue`]: every caller appends its rows and one store operation writes
+//! whatever has accumulated by the time the writer runs it, so thousands of concurrent twin patches
+//! cost one savepoint and one prepared statement loop, not one store operation each. Each caller
+//! still returns only after the batch holding its rows has committed.
 //! This module does not decide what to write; [`super::Registry`] snapshots records under their locks.
 
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use protocol::ids::DeviceId;
 use rusqlite::params;
+use tokio::sync::oneshot;
 
 use super::record::Record;
 use super::{Registry, RegistryError};
@@ -55,25 +63,97 @@ impl Row {
     }
 }
 
+/// Rows waiting for the next store operation, and who waits for their commit.
+#[derive(Default)]
+pub(super) struct RowQueue {
+    pending: Mutex<Pending>,
+}
+
+#[derive(Default)]
+struct Pending {
+    rows: Vec<Row>,
+    waiters: Vec<oneshot::Sender<Result<(), String>>>,
+    /// Whether a store operation that will take these rows is already queued.
+    scheduled: bool,
+}
+
 impl PendingWrite {
     /// Writes the row and waits for its commit.
     pub(super) async fn commit(self, registry: &Registry) -> Result<(), RegistryError> {
-        write_rows(&registry.inner.store, vec![self.0]).await.map_err(RegistryError::from)
+        write_rows(registry, vec![self.0]).await.map_err(RegistryError::from)
     }
 }
 
-/// Upserts `rows` in one store operation.
-pub(super) async fn write_rows(store: &Store, rows: Vec<Row>) -> Result<(), StoreError> {
-    store
-        .write(move |tx| {
-            let mut upsert = tx.prepare_cached(UPSERT)?;
-            for row in &rows {
-                let seq = i64::try_from(row.seq).unwrap_or(i64::MAX);
-                upsert.execute(params![row.device_id, seq, row.doc.is_none(), row.doc])?;
+/// Upserts `rows` and waits until the batch holding them has committed.
+pub(super) async fn write_rows(registry: &Registry, rows: Vec<Row>) -> Result<(), StoreError> {
+    let queue = &registry.inner.rows;
+    let (done_tx, done) = oneshot::channel();
+    let schedule = {
+        let mut pending = queue.pending.lock();
+        pending.rows.extend(rows);
+        pending.waiters.push(done_tx);
+        !std::mem::replace(&mut pending.scheduled, true)
+    };
+    if schedule {
+        let taker = Arc::clone(queue);
+        if let Err(err) = registry.inner.store.write_then(move |tx| taker.write_pending(tx)).await {
+            queue.fail_pending(&err);
+        }
+    }
+    match done.await {
+        Ok(res) => res.map_err(StoreError::Commit),
+        Err(_) => Err(StoreError::Closed),
+    }
+}
+
+impl RowQueue {
+    /// Runs on the writer: takes every pending row and upserts them; the waiters learn the outcome.
+    fn write_pending(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+    ) -> rusqlite::Result<crate::store::AfterCommit> {
+        let (rows, waiters) = {
+            let mut pending = self.pending.lock();
+            pending.scheduled = false;
+            (std::mem::take(&mut pending.rows), std::mem::take(&mut pending.waiters))
+        };
+        match upsert_rows(tx, &rows) {
+            Ok(()) => Ok(Box::new(move |outcome: Result<(), StoreError>| {
+                let outcome = outcome.map_err(|err| err.to_string());
+                for waiter in waiters {
+                    let _ = waiter.send(outcome.clone());
+                }
+            })),
+            Err(err) => {
+                for waiter in waiters {
+                    let _ = waiter.send(Err(err.to_string()));
+                }
+                Err(err)
             }
-            Ok(())
-        })
-        .await
+        }
+    }
+
+    /// The store refused the operation (closed): everyone pending learns it.
+    fn fail_pending(&self, err: &StoreError) {
+        let waiters = {
+            let mut pending = self.pending.lock();
+            pending.scheduled = false;
+            pending.rows.clear();
+            std::mem::take(&mut pending.waiters)
+        };
+        for waiter in waiters {
+            let _ = waiter.send(Err(err.to_string()));
+        }
+    }
+}
+
+fn upsert_rows(tx: &rusqlite::Transaction<'_>, rows: &[Row]) -> rusqlite::Result<()> {
+    let mut upsert = tx.prepare_cached(UPSERT)?;
+    for row in rows {
+        let seq = i64::try_from(row.seq).unwrap_or(i64::MAX);
+        upsert.execute(params![row.device_id, seq, row.doc.is_none(), row.doc])?;
+    }
+    Ok(())
 }
 
 /// Creates the table, drops tombstones and reads every device.

@@ -116,7 +116,7 @@ impl Registry {
         if rows.is_empty() {
             return outcomes;
         }
-        if let Err(err) = persist::write_rows(self.store(), rows).await {
+        if let Err(err) = persist::write_rows(self, rows).await {
             let message = err.to_string();
             for idx in changed {
                 outcomes[idx].1 =

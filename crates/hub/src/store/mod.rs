@@ -41,6 +41,9 @@ const QUEUE_CAPACITY: usize = 16_384;
 /// Read-only connections kept for [`Store::read`].
 const READ_CONNECTIONS: usize = 4;
 
+/// A callback run on the writer thread with the outcome of the batch that held its operation.
+pub type AfterCommit = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
 /// Cheap-to-clone handle to the store.
 #[derive(Clone)]
 pub struct Store {
@@ -106,8 +109,12 @@ impl Store {
         F: FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<()> + Send + 'static,
     {
         let (ack, done) = oneshot::channel();
-        let op = Op::Write { op: Box::new(op) as WriteFn, ack: Some(ack) };
-        self.inner.ops.send(op).await.map_err(|_| StoreError::Closed)?;
+        let op: WriteFn = Box::new(move |tx| op(tx).map(|()| None));
+        self.inner
+            .ops
+            .send(Op::Write { op, ack: Some(ack) })
+            .await
+            .map_err(|_| StoreError::Closed)?;
         done.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -120,8 +127,24 @@ impl Store {
     where
         F: FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<()> + Send + 'static,
     {
-        let op = Op::Write { op: Box::new(op) as WriteFn, ack: None };
-        self.inner.ops.send(op).await.map_err(|_| StoreError::Closed)
+        let op: WriteFn = Box::new(move |tx| op(tx).map(|()| None));
+        self.inner.ops.send(Op::Write { op, ack: None }).await.map_err(|_| StoreError::Closed)
+    }
+
+    /// Queues `op` without waiting; the callback it returns runs on the writer thread once the
+    /// batch holding `op` has committed (`Ok`) or failed to (`Err`). If `op` itself fails, its
+    /// savepoint is rolled back, no callback runs and the failure is logged, so `op` should report
+    /// its own error to whoever waits. This is how callers coalesce many logical writes into one
+    /// operation (see the registry's row queue). Waits only when the queue is full.
+    ///
+    /// # Errors
+    /// [`StoreError::Closed`] after [`Store::close`] (`op` is dropped without running).
+    pub async fn write_then<F>(&self, op: F) -> Result<(), StoreError>
+    where
+        F: FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<AfterCommit> + Send + 'static,
+    {
+        let op: WriteFn = Box::new(move |tx| op(tx).map(Some));
+        self.inner.ops.send(Op::Write { op, ack: None }).await.map_err(|_| StoreError::Closed)
     }
 
     /// Runs `read` on a read-only connection on the blocking pool.
@@ -184,6 +207,10 @@ fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
     // NORMAL in WAL mode: a commit survives a process crash; an OS crash may lose the last batch.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Each operation runs in a savepoint; keep its statement journal in memory, not in a temp file.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // 16 MiB page cache (negative = KiB); larger caches cost more per transaction end.
+    conn.pragma_update(None, "cache_size", -16_384)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())

@@ -1,26 +1,35 @@
 //! The store's writer loop: takes queued operations in batches and commits each batch once.
 //!
 //! Runs on a blocking thread and owns the only read-write connection. It does not interpret the
-//! operations; each is a closure run inside its own savepoint of the batch's transaction.
+//! operations; each is a closure run inside its own savepoint of the batch's transaction. An
+//! operation may return an [`AfterCommit`] callback, which runs with the batch's outcome once the
+//! commit has happened (or failed).
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{StoreError, MAX_BATCH};
+use super::{AfterCommit, StoreError, MAX_BATCH};
 
-/// A write closure.
+/// A write closure; `Some` callback runs after the commit.
 pub(super) type WriteFn =
-    Box<dyn FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<()> + Send>;
+    Box<dyn FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<Option<AfterCommit>> + Send>;
+
+/// Who learns the outcome of a write.
+pub(super) type Ack = Option<oneshot::Sender<Result<(), StoreError>>>;
 
 /// One queued request.
 pub(super) enum Op {
     /// Run `op`; send the outcome on `ack` after the commit (no ack: log failures).
-    Write { op: WriteFn, ack: Option<oneshot::Sender<Result<(), StoreError>>> },
+    Write { op: WriteFn, ack: Ack },
     /// Commit what came before, then stop.
     Close { ack: oneshot::Sender<()> },
 }
 
-type Acks = Vec<(Option<oneshot::Sender<Result<(), StoreError>>>, Result<(), rusqlite::Error>)>;
+/// The result of one operation inside the batch.
+struct Done {
+    ack: Ack,
+    res: Result<Option<AfterCommit>, rusqlite::Error>,
+}
 
 /// Runs until the channel closes or a [`Op::Close`] arrives.
 pub(super) fn run(mut conn: Connection, mut rx: mpsc::Receiver<Op>) {
@@ -52,7 +61,6 @@ pub(super) fn run(mut conn: Connection, mut rx: mpsc::Receiver<Op>) {
 /// Commits the writes of `batch` (draining it); returns the close ack if the batch held a close.
 fn commit_batch(conn: &mut Connection, batch: &mut Vec<Op>) -> Option<oneshot::Sender<()>> {
     let mut close = None;
-    let mut acks: Acks = Vec::with_capacity(batch.len());
     let mut ops = Vec::with_capacity(batch.len());
     for op in batch.drain(..) {
         match op {
@@ -63,11 +71,24 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Op>) -> Option<oneshot::S
     if ops.is_empty() {
         return close;
     }
-    let outcome = run_in_transaction(conn, ops, &mut acks);
-    for (ack, res) in acks {
+    let mut done = Vec::with_capacity(ops.len());
+    let outcome = run_in_transaction(conn, ops, &mut done);
+    for Done { ack, res } in done {
         let res = match (&outcome, res) {
-            (Err(err), _) => Err(StoreError::Commit(err.to_string())),
-            (Ok(()), res) => res.map_err(StoreError::Sqlite),
+            (Err(err), Ok(after)) => {
+                let failed = StoreError::Commit(err.to_string());
+                if let Some(after) = after {
+                    after(Err(StoreError::Commit(err.to_string())));
+                }
+                Err(failed)
+            }
+            (Ok(()), Ok(after)) => {
+                if let Some(after) = after {
+                    after(Ok(()));
+                }
+                Ok(())
+            }
+            (_, Err(err)) => Err(StoreError::Sqlite(err)),
         };
         match ack {
             // The caller may have given up waiting; its write is committed anyway.
@@ -84,33 +105,35 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Op>) -> Option<oneshot::S
     close
 }
 
-type PendingOp = (WriteFn, Option<oneshot::Sender<Result<(), StoreError>>>);
-
 fn run_in_transaction(
     conn: &mut Connection,
-    ops: Vec<PendingOp>,
-    acks: &mut Acks,
+    ops: Vec<(WriteFn, Ack)>,
+    done: &mut Vec<Done>,
 ) -> rusqlite::Result<()> {
     let tx = match conn.transaction() {
         Ok(tx) => tx,
         Err(err) => {
-            acks.extend(ops.into_iter().map(|(_, ack)| (ack, Ok(()))));
+            // Nothing ran; every operation reports the failure to begin.
+            done.extend(ops.into_iter().map(|(_, ack)| Done { ack, res: Ok(None) }));
             return Err(err);
         }
     };
     for (op, ack) in ops {
         let res = run_one(&tx, op);
-        acks.push((ack, res));
+        done.push(Done { ack, res });
     }
     tx.commit().inspect_err(|err| tracing::error!(%err, "store commit failed"))
 }
 
-fn run_one(tx: &rusqlite::Transaction<'_>, op: WriteFn) -> rusqlite::Result<()> {
+fn run_one(tx: &rusqlite::Transaction<'_>, op: WriteFn) -> rusqlite::Result<Option<AfterCommit>> {
     // A named savepoint (plain SQL, so the closure still sees the batch's `Transaction`) scopes
     // a failing operation's changes to itself.
     tx.execute_batch("SAVEPOINT store_op")?;
     match op(tx) {
-        Ok(()) => tx.execute_batch("RELEASE store_op"),
+        Ok(after) => {
+            tx.execute_batch("RELEASE store_op")?;
+            Ok(after)
+        }
         Err(err) => {
             tx.execute_batch("ROLLBACK TO store_op; RELEASE store_op")?;
             Err(err)

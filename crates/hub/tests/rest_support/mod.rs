@@ -41,7 +41,9 @@ impl TestHub {
     /// Cancels the hub and waits for it to drain.
     pub async fn stop(self) {
         self.shutdown.cancel();
-        tokio::time::timeout(std::time::Duration::from_secs(20), self.handle.wait()).await.expect("hub drains");
+        tokio::time::timeout(std::time::Duration::from_secs(20), self.handle.wait())
+            .await
+            .expect("hub drains");
     }
 
     /// A valid `iothubowner` token for an hour.
@@ -72,7 +74,11 @@ impl TestHub {
     /// Creates a SAS device with generated keys; returns the Device JSON.
     pub async fn create_device(&self, id: &str) -> Value {
         let reply = self
-            .call(Method::PUT, &format!("/devices/{id}"), Some(serde_json::json!({"deviceId": id, "authentication": {"symmetricKey": {}}})))
+            .call(
+                Method::PUT,
+                &format!("/devices/{id}"),
+                Some(serde_json::json!({"deviceId": id, "authentication": {"symmetricKey": {}}})),
+            )
             .await;
         assert_eq!(reply.status, 200, "{reply:?}");
         reply.body
@@ -98,7 +104,11 @@ impl Reply {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let bytes = response.bytes().await.unwrap();
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("every response body is JSON") };
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).expect("every response body is JSON")
+        };
         Reply { status, headers, body }
     }
 
@@ -108,7 +118,10 @@ impl Reply {
 
     /// `"<status> <iothub-errorcode> <Message>"` of an error reply, checking the IoT Hub error shape.
     pub fn error(&self) -> String {
-        assert!(self.header("content-type").unwrap_or_default().starts_with("application/json"), "{self:?}");
+        assert!(
+            self.header("content-type").unwrap_or_default().starts_with("application/json"),
+            "{self:?}"
+        );
         let code = self.header("iothub-errorcode").expect("error replies carry iothub-errorcode");
         let message = self.body["Message"].as_str().expect("error bodies have a Message string");
         assert!(message.starts_with(&format!("ErrorCode:{code};")), "{message}");
