@@ -8,7 +8,9 @@
 //! The hub reads no argv, environment or signals and installs no tracing subscriber: the CLI does.
 
 pub mod api;
+pub mod broker;
 pub mod config;
+pub mod events;
 mod hub;
 pub mod jobs;
 pub mod mqtt;
