@@ -16,28 +16,69 @@ use rumqttc::mqttbytes::v4::{
     ConnAck, Connect, ConnectReturnCode, Packet, PubAck, Publish, SubAck, SubscribeReasonCode,
 };
 use rumqttc::mqttbytes::QoS;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 /// How long any single wait may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(10);
 /// The base64 key the test devices use ("test-key").
 pub const KEY: &str = "dGVzdC1rZXk=";
 
-/// A listening scripted peer.
+/// A listening scripted peer, plain TCP or TLS.
 pub struct Peer {
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
 }
+
+/// A byte stream from the device.
+pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
 
 /// One accepted connection.
 pub struct PeerConn {
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     buf: BytesMut,
+    /// The device's address as seen by the peer.
+    pub remote: SocketAddr,
+}
+
+/// A test CA and a server certificate it signed for `localhost` and `127.0.0.1`.
+pub struct TestPki {
+    pub ca_pem: String,
+    pub acceptor: TlsAcceptor,
+}
+
+impl TestPki {
+    pub fn new() -> TestPki {
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let leaf_params =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .unwrap();
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![leaf.der().clone(), ca.der().clone()], key)
+            .unwrap();
+        TestPki { ca_pem: ca.pem(), acceptor: TlsAcceptor::from(std::sync::Arc::new(server)) }
+    }
 }
 
 impl Peer {
     pub async fn bind() -> Peer {
-        Peer { listener: TcpListener::bind("127.0.0.1:0").await.unwrap() }
+        Peer { listener: TcpListener::bind("127.0.0.1:0").await.unwrap(), tls: None }
+    }
+
+    pub async fn bind_tls(acceptor: TlsAcceptor) -> Peer {
+        Peer { listener: TcpListener::bind("127.0.0.1:0").await.unwrap(), tls: Some(acceptor) }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -45,11 +86,28 @@ impl Peer {
     }
 
     pub async fn accept(&self) -> PeerConn {
-        let (stream, _) = tokio::time::timeout(DEADLINE, self.listener.accept())
+        let (tcp, remote) = tokio::time::timeout(DEADLINE, self.listener.accept())
             .await
             .expect("no connection in time")
             .unwrap();
-        PeerConn { stream, buf: BytesMut::new() }
+        let stream: Box<dyn Stream> = match &self.tls {
+            Some(acceptor) => Box::new(acceptor.accept(tcp).await.unwrap()),
+            None => Box::new(tcp),
+        };
+        PeerConn { stream, buf: BytesMut::new(), remote }
+    }
+
+    /// Accepts a TCP connection whose TLS handshake is expected to fail; returns the server-side error.
+    pub async fn accept_failing_tls(&self) -> String {
+        let (tcp, _) = tokio::time::timeout(DEADLINE, self.listener.accept())
+            .await
+            .expect("no connection in time")
+            .unwrap();
+        let acceptor = self.tls.as_ref().expect("a tls peer");
+        match acceptor.accept(tcp).await {
+            Ok(_) => panic!("the handshake unexpectedly succeeded"),
+            Err(err) => err.to_string(),
+        }
     }
 
     /// Accepts a connection, reads CONNECT and answers CONNACK 0.
