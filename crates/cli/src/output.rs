@@ -2,8 +2,9 @@
 //! ([`Output`]), and errors as one plain sentence ([`print_error`]).
 //!
 //! Commands build a [`Table`] and/or a JSON value and hand them over; they never format for a
-//! terminal themselves. Progress bars and colours are deliberately absent: output is the same on a
-//! terminal and in a pipe, so scripts and snapshot tests see what people see.
+//! terminal themselves. Colours are deliberately absent: output is the same on a terminal and in a
+//! pipe, so scripts and snapshot tests see what people see. The one exception is [`Progress`], a live
+//! bar drawn on stderr only when stderr is a terminal and the format is a table (`hubsim demo`).
 
 #![allow(clippy::print_stderr, reason = "this module is the cli's one writer of error messages")]
 
@@ -54,6 +55,46 @@ impl Output {
     /// A line that is printed in every format (e.g. the hub's connection string).
     pub(crate) fn line(&self, text: &str) {
         emit(&format!("{text}\n"));
+    }
+}
+
+/// A live progress bar on stderr; hidden (every call a no-op) unless stderr is a terminal and the
+/// output format is a table.
+#[derive(Debug)]
+pub(crate) struct Progress {
+    bar: indicatif::ProgressBar,
+}
+
+impl Output {
+    /// A progress bar over `total` items, showing done/total, a message, the rate and the ETA.
+    pub(crate) fn progress(&self, total: u64) -> Progress {
+        let visible = self.format == OutputFormat::Table
+            && std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let target = if visible {
+            indicatif::ProgressDrawTarget::stderr()
+        } else {
+            indicatif::ProgressDrawTarget::hidden()
+        };
+        let bar = indicatif::ProgressBar::with_draw_target(Some(total), target);
+        let template = "{elapsed:>4} [{bar:30}] {pos}/{len} {msg}  {per_sec}  ETA {eta}";
+        if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        Progress { bar }
+    }
+}
+
+impl Progress {
+    /// Moves the bar to `done` of `total` with `message` (e.g. the counts per status).
+    pub(crate) fn update(&self, done: u64, total: u64, message: String) {
+        self.bar.set_length(total);
+        self.bar.set_position(done);
+        self.bar.set_message(message);
+    }
+
+    /// Removes the bar from the terminal.
+    pub(crate) fn finish(&self) {
+        self.bar.finish_and_clear();
     }
 }
 
