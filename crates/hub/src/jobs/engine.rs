@@ -26,6 +26,7 @@ use super::error::JobsError;
 use super::model::{Job, JobStatus, JobType, Progress, Stats};
 use super::persist;
 use super::runner::{self, RunContext, RunOutcome};
+use crate::events::HubEvent;
 
 /// How often finished jobs past the retention are looked for.
 const PURGE_INTERVAL: Duration = Duration::from_secs(60);
@@ -179,6 +180,7 @@ impl Engine {
         tracing::info!(%job_id, job_type = job.job_type().as_str(), "job created");
         self.jobs.insert(job_id.clone(), Entry { job, progress: None });
         self.schedule(&job_id);
+        self.publish(&job_id);
         Ok(response)
     }
 
@@ -213,6 +215,7 @@ impl Engine {
         entry.job.run_started = Some(Utc::now());
         tracing::info!(%job_id, "job running");
         self.spawn_runner(job_id, false);
+        self.publish(job_id);
     }
 
     fn spawn_runner(&mut self, job_id: &JobId, resume: bool) {
@@ -253,7 +256,11 @@ impl Engine {
         let entry = self.entry_mut(job_id)?;
         entry.job = cancelled;
         tracing::info!(%job_id, "job cancelled");
-        Ok(entry.response())
+        let response = entry.response();
+        if let Ok(id) = JobId::new(job_id) {
+            self.publish(&id);
+        }
+        Ok(response)
     }
 
     fn list(&self, query: &ListQuery) -> JobPage {
@@ -287,7 +294,16 @@ impl Engine {
             tracing::info!(%job_id, status = job.status.as_str(), "job finished");
             entry.job = *job;
             entry.progress = None;
+            self.publish(job_id);
         }
+    }
+
+    /// Publishes the job's status and statistics as they are now.
+    fn publish(&self, job_id: &JobId) {
+        let Some(entry) = self.jobs.get(job_id) else { return };
+        let job = &entry.job;
+        let stats = entry.progress.as_ref().map_or(job.stats, |progress| progress.snapshot());
+        self.ctx.events.publish(HubEvent::job_progress(job_id, job.job_type(), job.status, stats));
     }
 
     async fn purge(&mut self) {

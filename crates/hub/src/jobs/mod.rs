@@ -31,6 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::events::Events;
 use crate::mqtt::Sessions;
 use crate::registry::Registry;
 use crate::store::Store;
@@ -43,6 +44,8 @@ pub use persist::RecordFilter;
 use runner::RunContext;
 use throttle::RateLimiter;
 
+/// How often a running job publishes a progress event at most (the final one always goes out).
+pub const PROGRESS_EVENT_INTERVAL: Duration = Duration::from_millis(250);
 /// Capacity of the engine's command queue; when full, callers wait (back-pressure on REST).
 const COMMAND_QUEUE: usize = 1024;
 /// Page size of `GET /jobs/v2/query` when the client asks for none.
@@ -75,6 +78,7 @@ pub struct ListRequest {
 
 /// Starts the jobs engine on `store`, with the registry and device sessions as its device side.
 /// Loads the stored jobs first: scheduled ones are re-armed and running ones resume.
+/// Publishes no events; see [`spawn_with_events`].
 ///
 /// # Errors
 /// [`JobsError::Store`] when the tables cannot be created or read.
@@ -86,15 +90,33 @@ pub async fn spawn(
     shutdown: CancellationToken,
     tracker: &TaskTracker,
 ) -> Result<Jobs, JobsError> {
-    spawn_with_backend(cfg, Arc::new(HubBackend { registry, sessions }), store, shutdown, tracker)
-        .await
+    spawn_with_events(cfg, registry, sessions, store, Events::disabled(), shutdown, tracker).await
 }
 
-/// [`spawn`] with any device side (tests use a fake).
+/// [`spawn`], also publishing on `events`: each job's status changes, its statistics at most every
+/// [`PROGRESS_EVENT_INTERVAL`] while it runs, and every device record that becomes terminal.
+///
+/// # Errors
+/// [`JobsError::Store`] when the tables cannot be created or read.
+pub async fn spawn_with_events(
+    cfg: JobsConfig,
+    registry: Registry,
+    sessions: Sessions,
+    store: Store,
+    events: Events,
+    shutdown: CancellationToken,
+    tracker: &TaskTracker,
+) -> Result<Jobs, JobsError> {
+    let backend = Arc::new(HubBackend { registry, sessions });
+    spawn_with_backend(cfg, backend, store, events, shutdown, tracker).await
+}
+
+/// [`spawn_with_events`] with any device side (tests use a fake).
 pub(crate) async fn spawn_with_backend(
     cfg: JobsConfig,
     backend: Arc<dyn DeviceBackend>,
     store: Store,
+    events: Events,
     shutdown: CancellationToken,
     tracker: &TaskTracker,
 ) -> Result<Jobs, JobsError> {
@@ -113,6 +135,7 @@ pub(crate) async fn spawn_with_backend(
         backend,
         limiter,
         max_in_flight: cfg.max_in_flight.get(),
+        events,
     });
     // Bounded: when full, `Jobs` calls wait, and runners' completion reports wait too.
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);

@@ -20,6 +20,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures::stream::{self, StreamExt};
+use parking_lot::Mutex;
+use protocol::ids::JobId;
 use protocol::twin::{ReportedInPatch, TwinPatch};
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
@@ -27,10 +29,11 @@ use tokio_util::sync::CancellationToken;
 use super::backend::{DeviceBackend, MethodInvocation};
 use super::model::{
     device_error, is_terminal, pending_record, stats_of, DeviceJobError, DeviceJobStatus,
-    DeviceRecord, Job, JobKind, JobStatus, MethodOutcome, MethodSpec, Progress, RecordExt,
+    DeviceRecord, Job, JobKind, JobStatus, JobType, MethodOutcome, MethodSpec, Progress, RecordExt,
 };
 use super::persist;
 use super::throttle::RateLimiter;
+use crate::events::{Events, HubEvent};
 use crate::store::Store;
 
 /// `error.code` of a record whose device had not finished when the job's maxExecutionTime passed.
@@ -45,6 +48,8 @@ pub(crate) struct RunContext {
     /// Pacing of job device operations (tier limits), `None` when unthrottled.
     pub(crate) limiter: Option<Arc<RateLimiter>>,
     pub(crate) max_in_flight: usize,
+    /// Where progress and terminal device records are published (may be disabled).
+    pub(crate) events: Events,
 }
 
 /// How a run ended.
@@ -64,6 +69,10 @@ struct Plan {
     max_execution_secs: u64,
     progress: Arc<Progress>,
     shutdown: CancellationToken,
+    job_id: JobId,
+    job_type: JobType,
+    /// When the last progress event went out (rate limit of [`super::PROGRESS_EVENT_INTERVAL`]).
+    last_event: Mutex<Instant>,
 }
 
 enum Operation {
@@ -97,6 +106,9 @@ pub(crate) async fn run(
         max_execution_secs: job.max_execution_secs,
         progress: progress.clone(),
         shutdown: shutdown.clone(),
+        job_id: job.job_id.clone(),
+        job_type: job.job_type(),
+        last_event: Mutex::new(Instant::now()),
     });
     let work = settle_in_doubt(&plan, records).await;
     tracing::debug!(job_id = %job.job_id, n_devices = work.len(), "job fan-out");
@@ -297,7 +309,10 @@ async fn twin_op(plan: &Plan, patch: Arc<TwinPatch>, record: DeviceRecord) {
     let row = done.clone();
     let write = Box::new(move |tx: &rusqlite::Transaction<'_>| persist::save_record(tx, &row));
     let status = match plan.ctx.backend.update_twin(done.device_id.clone(), patch, write).await {
-        Ok(()) => DeviceJobStatus::Completed,
+        Ok(()) => {
+            plan.record_finished(&done);
+            DeviceJobStatus::Completed
+        }
         Err(err) => {
             let failed =
                 record.started(now).failed(device_error(err.code, err.description), Utc::now());
@@ -326,10 +341,44 @@ async fn expire(plan: &Plan, record: DeviceRecord, from: DeviceJobStatus) {
 async fn save(plan: &Plan, record: &DeviceRecord) -> bool {
     let row = record.clone();
     match plan.ctx.store.write(move |tx| persist::save_record(tx, &row)).await {
-        Ok(()) => true,
+        Ok(()) => {
+            if is_terminal(record.status) {
+                plan.record_finished(record);
+            }
+            true
+        }
         Err(err) => {
             tracing::error!(job_id = %record.job_id, device_id = %record.device_id, %err, "could not store a device job record");
             false
+        }
+    }
+}
+
+impl Plan {
+    /// Publishes a record that became terminal, and the job's progress if it is due.
+    fn record_finished(&self, record: &DeviceRecord) {
+        let events = &self.ctx.events;
+        if !events.is_enabled() {
+            return;
+        }
+        events.publish(HubEvent::device_job_record(record));
+        let now = Instant::now();
+        let due = {
+            let mut last = self.last_event.lock();
+            let due = now.duration_since(*last) >= super::PROGRESS_EVENT_INTERVAL;
+            if due {
+                *last = now;
+            }
+            due
+        };
+        if due {
+            let stats = self.progress.snapshot();
+            events.publish(HubEvent::job_progress(
+                &self.job_id,
+                self.job_type,
+                JobStatus::Running,
+                stats,
+            ));
         }
     }
 }

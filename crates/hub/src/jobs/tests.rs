@@ -20,6 +20,7 @@ use super::backend::{
 };
 use super::model::{pending_record, DeviceJobStatus, DeviceRecord, Job, JobStatus, RecordExt};
 use super::*;
+use crate::events::{EventQueue, Events, EventsConfig};
 use crate::store::Store;
 
 /// How a fake device behaves when called.
@@ -150,6 +151,7 @@ impl DeviceBackend for Fake {
 
 struct Harness {
     jobs: Jobs,
+    events: Mutex<EventQueue>,
     fake: Arc<Fake>,
     store: Store,
     tracker: TaskTracker,
@@ -168,10 +170,18 @@ impl Harness {
         let store = Store::open(&dir.path().join("hub.db"), &tracker).unwrap();
         *fake.store.lock() = Some(store.clone());
         let shutdown = CancellationToken::new();
-        let jobs = spawn_with_backend(cfg, fake.clone(), store.clone(), shutdown.clone(), &tracker)
-            .await
-            .unwrap();
-        Harness { jobs, fake, store, tracker, shutdown, dir }
+        let (events, queue) = Events::channel(&EventsConfig::default(), "hub.test");
+        let jobs = spawn_with_backend(
+            cfg,
+            fake.clone(),
+            store.clone(),
+            events,
+            shutdown.clone(),
+            &tracker,
+        )
+        .await
+        .unwrap();
+        Harness { jobs, events: Mutex::new(queue), fake, store, tracker, shutdown, dir }
     }
 
     async fn stop(self) -> (tempfile::TempDir, Arc<Fake>) {
@@ -273,6 +283,23 @@ async fn method_job_outcomes_per_device() {
     for id in ["a", "b", "c", "d"] {
         assert_eq!(hub.fake.calls(id), 1, "device {id}");
     }
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn progress_and_device_records_are_published() {
+    let hub = Harness::start(JobsConfig::default()).await;
+    hub.fake.add("e1", Behaviour::Answers, json!({}));
+    hub.fake.add("e2", Behaviour::Offline, json!({}));
+    hub.jobs.create("ev", &method_job("*", json!({}))).await.unwrap();
+    hub.wait_status("ev", "completed").await;
+    let events = hub.events.lock().drain_now();
+    let topics: Vec<&str> = events.iter().map(|event| event.topic.as_str()).collect();
+    assert_eq!(topics.iter().filter(|topic| **topic == "jobs/ev/devices").count(), 2, "{topics:?}");
+    let last_progress =
+        events.iter().rev().find(|event| event.topic == "jobs/ev/progress").unwrap();
+    let payload: Value = serde_json::from_slice(&last_progress.payload).unwrap();
+    assert!(payload.to_string().contains("completed"), "{payload}");
     hub.stop().await;
 }
 
