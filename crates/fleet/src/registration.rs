@@ -10,7 +10,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures::stream::{self, StreamExt, TryStreamExt};
+use futures::stream::{FuturesUnordered, StreamExt};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use protocol::connection_string::ServiceConnectionString;
 use protocol::device::Device;
@@ -124,14 +124,27 @@ impl Registrar {
         plans: &[DevicePlan],
         stats: &FleetStats,
     ) -> Result<Vec<Credentials>, RegistrationError> {
-        stream::iter(plans.iter().map(|plan| async move {
-            let creds = self.register(plan).await?;
-            stats.registered.fetch_add(1, Ordering::Relaxed);
-            Ok::<_, RegistrationError>(creds)
-        }))
-        .buffered(self.concurrency.max(1))
-        .try_collect()
-        .await
+        let mut results: Vec<Option<Credentials>> = vec![None; plans.len()];
+        let mut in_flight = FuturesUnordered::new();
+        let mut next = 0;
+        loop {
+            while in_flight.len() < self.concurrency.max(1) && next < plans.len() {
+                in_flight.push(self.register_indexed(next, &plans[next]));
+                next += 1;
+            }
+            match in_flight.next().await {
+                Some((slot, res)) => {
+                    results[slot] = Some(res?);
+                    stats.registered.fetch_add(1, Ordering::Relaxed);
+                }
+                None => break,
+            }
+        }
+        Ok(results.into_iter().flatten().collect())
+    }
+
+    async fn register_indexed(&self, slot: usize, plan: &DevicePlan) -> (usize, Result<Credentials, RegistrationError>) {
+        (slot, self.register(plan).await)
     }
 
     /// Registers one device and sets its tags.

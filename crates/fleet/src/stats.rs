@@ -198,7 +198,7 @@ impl LatencyHistogram {
 }
 
 fn bucket_of(micros: u64) -> usize {
-    let log2 = f64::from(u32::try_from(micros.ilog2()).unwrap_or(u32::MAX));
+    let log2 = f64::from(micros.ilog2());
     let fraction = (micros as f64).log2() - log2;
     let bucket = log2 * f64::from(SUB_BUCKETS) + (fraction * f64::from(SUB_BUCKETS)).floor();
     (bucket as usize).min(BUCKETS - 1)
