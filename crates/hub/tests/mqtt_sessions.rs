@@ -110,12 +110,26 @@ async fn keep_alive_expiry_and_eviction_close_the_connection() {
     assert!(started.elapsed() >= Duration::from_millis(1400), "{:?}", started.elapsed());
 
     let mut client = hub.connect("s3", &key).await;
+    client.subscribe("$iothub/methods/POST/#", QoS::AtMostOnce).await;
     client.send(Packet::PingReq).await;
     assert_eq!(client.recv().await, Some(Packet::PingResp));
-    hub.handle.sessions().disconnect(&device("s3"));
+    let sessions = hub.handle.sessions().clone();
+    let s3 = device("s3");
+    sessions.disconnect(&s3);
     client.expect_closed().await;
-    wait_for("the evicted session to end", || !hub.handle.sessions().is_connected(&device("s3")))
-        .await;
+    wait_for("the evicted session to end", || !sessions.is_connected(&s3)).await;
+
+    // disconnect keeps the session: the device comes back without subscribing and gets calls.
+    let mut client = hub.connect("s3", &key).await;
+    let (answer, ()) = tokio::join!(sessions.invoke_method(&s3, ping()), answer_ping(&mut client));
+    assert_eq!(answer.unwrap().status, 200);
+
+    // forget (device deleted) drops it: the same id starts clean.
+    sessions.forget(&s3);
+    client.expect_closed().await;
+    wait_for("the forgotten session to end", || !sessions.is_connected(&s3)).await;
+    let _client = hub.connect("s3", &key).await;
+    assert_eq!(sessions.invoke_method(&s3, ping()).await.unwrap_err().error_code().code(), 404103);
     hub.stop().await;
 }
 

@@ -224,9 +224,19 @@ impl Sessions {
         self.shared.table.get(device).is_some_and(|slot| slot.is_connected())
     }
 
-    /// Closes the device's session (device deleted, disabled or re-keyed) and forgets its
-    /// subscriptions; method calls waiting for it fail with 404103.
+    /// Closes the device's live connection (device disabled or re-keyed). Its subscriptions are
+    /// kept, like any CleanSession 0 session's, because the Python SDK reconnects by itself and never
+    /// re-subscribes; calls waiting for it keep waiting until their timeouts.
     pub fn disconnect(&self, device: &DeviceId) {
+        if let Some(conn) = self.shared.table.get(device).and_then(|slot| slot.connection()) {
+            conn.close(CloseReason::Evicted);
+        }
+    }
+
+    /// Closes the device's connection and forgets its session: subscriptions and pending calls
+    /// (which fail with 404103 at once). For deleted devices, so a device re-created with the same
+    /// id starts clean.
+    pub fn forget(&self, device: &DeviceId) {
         if let Some(slot) = self.shared.table.remove(device) {
             if let Some(conn) = slot.connection() {
                 conn.close(CloseReason::Evicted);
