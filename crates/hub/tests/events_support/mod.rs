@@ -70,7 +70,11 @@ impl TestBroker {
     }
 
     /// Connects with `username`/`password`; `Err` when the broker refuses.
-    pub(crate) async fn connect(&self, username: &str, password: &str) -> Result<Subscriber, String> {
+    pub(crate) async fn connect(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<Subscriber, String> {
         let addr = self.broker.addr();
         let mut options =
             MqttOptions::new(format!("sub-{}", rand_suffix()), addr.ip().to_string(), addr.port());
