@@ -41,6 +41,9 @@ pub(crate) enum JobCommand {
     Watch(WatchArgs),
     /// List the job's per-device results.
     Results(ResultsArgs),
+    /// Report on a job: counts, failed devices with their error codes, latency percentiles, a
+    /// timeline chart (SVG), and with --record a check of every device against the fleet's record.
+    Report(crate::report::command::ReportArgs),
 }
 
 /// Flags every job creation takes.
@@ -154,6 +157,7 @@ pub(crate) async fn run(command: JobCommand, out: &Output) -> anyhow::Result<()>
         JobCommand::Cancel(args) => cancel(args, out).await,
         JobCommand::Watch(args) => watch(args, out).await,
         JobCommand::Results(args) => results(args, out).await,
+        JobCommand::Report(args) => crate::report::command::run(args, out).await,
     }
 }
 
