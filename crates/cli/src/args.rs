@@ -19,10 +19,10 @@ use crate::commands;
 #[command(name = "hubsim", version, propagate_version = true, max_term_width = 100)]
 pub(crate) struct Cli {
     /// Output format: human tables, JSON for scripts, or CSV for tabular results.
-    #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Table)]
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Table, display_order = 100)]
     pub(crate) output: OutputFormat,
     /// More logging on stderr (-v debug, -vv trace); RUST_LOG overrides.
-    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count, display_order = 101)]
     pub(crate) verbose: u8,
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -32,6 +32,14 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Run a local IoT Hub (MQTT for devices, REST for back ends) until Ctrl-C or SIGTERM.
+    ///
+    /// Devices connect with MQTT over TLS (--mqtts) or plain MQTT (--mqtt); back ends use REST over
+    /// TLS (--https) or plain HTTP (--http). The official SDKs need port 8883 (Python devices) and
+    /// 443 (Node service): on Linux run the hub under `unshare -rn`, or give the binary
+    /// CAP_NET_BIND_SERVICE, to bind 443. At first start the hub generates its owner key and a CA and
+    /// server certificate in --data-dir (trust DIR/ca.pem). It prints the service connection string on
+    /// stdout, writes DIR/endpoints.json for the other hubsim commands, and serves until Ctrl-C or
+    /// SIGTERM, then drains for at most --shutdown-grace seconds and exits 0.
     Hub(commands::hub::HubArgs),
     /// Register, show, list and delete device identities.
     #[command(subcommand)]

@@ -17,14 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{resolve_hub, HubPlan, HubSchema, ListenAddr, LocalEndpoints, ENDPOINTS_FILE};
 use crate::output::Output;
 
-/// Run a local IoT Hub.
-///
-/// Devices connect with MQTT over TLS (--mqtts) or plain MQTT (--mqtt); back ends use REST over TLS
-/// (--https) or plain HTTP (--http). The official SDKs need 8883 (Python devices) and 443 (Node
-/// service); on Linux run the hub as `unshare -rn` or give the binary CAP_NET_BIND_SERVICE to bind 443.
-/// At first start the hub generates its owner key and a CA + server certificate in --data-dir
-/// (trust DIR/ca.pem). It prints the service connection string on stdout and serves until Ctrl-C
-/// or SIGTERM.
+/// The `hub` command's flags (the contract; the help text is on `args::Command::Hub`).
 #[derive(Debug, Args)]
 pub(crate) struct HubArgs {
     /// Holds the database, the owner key, the TLS material and endpoints.json.
