@@ -244,6 +244,9 @@ mod tests {
             expect!["invalid: ms must be a finite number of milliseconds >= 0, got -1"],
         );
         check(r#"{ dist = "gamma", ms = 1 }"#, expect!["parse error: unknown variant `gamma`, expected one of `fixed`, `uniform`, `normal`, `log-normal`"]);
-        check(r#"{ dist = "fixed", ms = 1, extra = 2 }"#, expect!["parse error: unknown field `extra`, expected `ms`"]);
+        check(
+            r#"{ dist = "fixed", ms = 1, extra = 2 }"#,
+            expect!["parse error: unknown field `extra`, expected `ms`"],
+        );
     }
 }

@@ -143,7 +143,11 @@ impl Registrar {
         Ok(results.into_iter().flatten().collect())
     }
 
-    async fn register_indexed(&self, slot: usize, plan: &DevicePlan) -> (usize, Result<Credentials, RegistrationError>) {
+    async fn register_indexed(
+        &self,
+        slot: usize,
+        plan: &DevicePlan,
+    ) -> (usize, Result<Credentials, RegistrationError>) {
         (slot, self.register(plan).await)
     }
 

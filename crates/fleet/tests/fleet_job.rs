@@ -7,18 +7,16 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod support;
+
 use fleet::behaviour::method::MethodDecision;
 use fleet::{DevicePlan, FleetConfig, FleetStats, Shard, Target};
-use hub::{Hub, HubConfig, HubHandle, HubListeners};
-use protocol::connection_string::ServiceConnectionString;
-use reqwest::Method;
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
+use support::TestHub;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-const HOST: &str = "fleet-test.azure-devices.net";
 const DEVICES: u64 = 2000;
 const SEED: u64 = 2026;
 
@@ -41,110 +39,6 @@ response = { ok = true, device = "{deviceId}", floor = "{floor}" }
 never_connects = 0.1
 "#;
 
-struct TestHub {
-    handle: HubHandle,
-    shutdown: CancellationToken,
-    mqtt: std::net::SocketAddr,
-    http: std::net::SocketAddr,
-    http_client: reqwest::Client,
-}
-
-impl TestHub {
-    async fn start(dir: &Path) -> TestHub {
-        let bind = || async { TcpListener::bind("127.0.0.1:0").await.unwrap() };
-        let listeners = HubListeners { mqtt: Some(bind().await), http: Some(bind().await), ..HubListeners::default() };
-        let shutdown = CancellationToken::new();
-        let handle = Hub::spawn(HubConfig::new(dir, HOST), listeners, shutdown.clone()).await.unwrap();
-        let addrs = handle.addrs();
-        TestHub { mqtt: addrs.mqtt.unwrap(), http: addrs.http.unwrap(), handle, shutdown, http_client: reqwest::Client::new() }
-    }
-
-    fn service(&self) -> ServiceConnectionString {
-        ServiceConnectionString {
-            host_name: HOST.to_owned(),
-            shared_access_key_name: "iothubowner".to_owned(),
-            shared_access_key: self.handle.owner_key().to_owned(),
-        }
-    }
-
-    async fn rest(&self, method: Method, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> (u16, Option<String>, Value) {
-        let expiry = u64::try_from(chrono::Utc::now().timestamp() + 3600).unwrap();
-        let sas = self.service().sas_token(expiry).unwrap();
-        let url = format!("http://{}{path}?api-version=2021-04-12", self.http);
-        let mut request = self.http_client.request(method, url).header("Authorization", sas);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let continuation = response.headers().get("x-ms-continuation").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let bytes = response.bytes().await.unwrap();
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
-        (status, continuation, body)
-    }
-
-    /// Runs a `ping` method job on every device and returns `deviceId -> outcome summary`.
-    async fn ping_job(&self, job_id: &str) -> BTreeMap<String, String> {
-        let body = json!({
-            "type": "scheduleDeviceMethod",
-            "cloudToDeviceMethod": {"methodName": "ping", "payload": {"n": 1}, "responseTimeoutInSeconds": 5},
-            "queryCondition": "*",
-            "maxExecutionTimeInSeconds": 300,
-        });
-        let (status, _, created) = self.rest(Method::PUT, &format!("/jobs/v2/{job_id}"), Some(body), &[]).await;
-        assert_eq!(status, 200, "{created}");
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let (_, _, job) = self.rest(Method::GET, &format!("/jobs/v2/{job_id}"), None, &[]).await;
-            match job["status"].as_str() {
-                Some("completed") => break,
-                Some("failed" | "cancelled") => panic!("job ended badly: {job}"),
-                _ => assert!(Instant::now() < deadline, "job did not finish: {job}"),
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        self.records(job_id).await.iter().map(|r| (r["deviceId"].as_str().unwrap().to_owned(), outcome(r))).collect()
-    }
-
-    async fn records(&self, job_id: &str) -> Vec<Value> {
-        let query = json!({"query": format!("SELECT * FROM devices.jobs WHERE devices.jobs.jobId = '{job_id}'")});
-        let mut records = Vec::new();
-        let mut continuation: Option<String> = None;
-        loop {
-            let mut headers = vec![("x-ms-max-item-count", "1000")];
-            if let Some(token) = &continuation {
-                headers.push(("x-ms-continuation", token.as_str()));
-            }
-            let (status, next, body) = self.rest(Method::POST, "/devices/query", Some(query.clone()), &headers).await;
-            assert_eq!(status, 200, "{body}");
-            records.extend(body.as_array().cloned().unwrap_or_default());
-            continuation = next;
-            if continuation.is_none() {
-                return records;
-            }
-        }
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(30), self.handle.wait()).await.expect("the hub drains");
-    }
-}
-
-/// `completed <status> <payload>` or `failed <error code>`.
-fn outcome(record: &Value) -> String {
-    match record["status"].as_str() {
-        Some("completed") => {
-            let response = &record["outcome"]["deviceMethodResponse"];
-            format!("completed {} {}", response["status"], response["payload"])
-        }
-        other => format!("{} {}", other.unwrap_or("?"), record["error"]["code"].as_str().unwrap_or("-")),
-    }
-}
-
 /// What the profile says each device does with the first `ping`.
 fn expected(plans: &[DevicePlan]) -> BTreeMap<String, String> {
     plans
@@ -155,7 +49,9 @@ fn expected(plans: &[DevicePlan]) -> BTreeMap<String, String> {
             } else {
                 match plan.method_decision("ping", 0, &json!({"n": 1})) {
                     MethodDecision::NoAnswer => "failed GatewayTimeout".to_owned(),
-                    MethodDecision::Answer { status, payload, .. } => format!("completed {status} {payload}"),
+                    MethodDecision::Answer { status, payload, .. } => {
+                        format!("completed {status} {payload}")
+                    }
                 }
             };
             (plan.device_id.to_string(), outcome)
@@ -164,9 +60,17 @@ fn expected(plans: &[DevicePlan]) -> BTreeMap<String, String> {
 }
 
 /// Runs the fleet until it is fully connected, runs the job, stops the fleet; returns the outcomes.
-async fn run_once(hub: &TestHub, plans: Vec<DevicePlan>, job_id: &str, record: &Path) -> BTreeMap<String, String> {
+async fn run_once(
+    hub: &TestHub,
+    plans: Vec<DevicePlan>,
+    job_id: &str,
+    record: &Path,
+) -> BTreeMap<String, String> {
     let connecting = plans.iter().filter(|p| !p.schedule().never_connects()).count() as u64;
-    let mut cfg = FleetConfig::new(Target::Registry { service: hub.service(), rest_url: Some(format!("http://{}", hub.http)) }, 2000.0);
+    let mut cfg = FleetConfig::new(
+        Target::Registry { service: hub.service(), rest_url: Some(format!("http://{}", hub.http)) },
+        2000.0,
+    );
     cfg.mqtt_addr = Some(hub.mqtt);
     cfg.mqtt_tls = false;
     cfg.record = Some(record.to_path_buf());
@@ -204,7 +108,9 @@ async fn method_job_outcomes_match_the_profile_and_repeat_under_the_seed() {
     let kinds = |outcomes: &BTreeMap<String, String>| {
         let mut counts = BTreeMap::new();
         for o in outcomes.values() {
-            *counts.entry(o.split_whitespace().take(2).collect::<Vec<_>>().join(" ")).or_insert(0) += 1;
+            *counts
+                .entry(o.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+                .or_insert(0) += 1;
         }
         counts
     };
@@ -215,14 +121,21 @@ async fn method_job_outcomes_match_the_profile_and_repeat_under_the_seed() {
     let record = dir.path().join("first.jsonl");
     let first = run_once(&hub, plans, "ping-first", &record).await;
     assert_eq!(first.len(), DEVICES as usize);
-    let mismatches: Vec<String> =
-        expected.iter().filter(|(id, o)| first.get(*id) != Some(*o)).map(|(id, o)| format!("{id}: expected {o}, got {:?}", first.get(id))).take(10).collect();
+    let mismatches: Vec<String> = expected
+        .iter()
+        .filter(|(id, o)| first.get(*id) != Some(*o))
+        .map(|(id, o)| format!("{id}: expected {o}, got {:?}", first.get(id)))
+        .take(10)
+        .collect();
     assert!(mismatches.is_empty(), "{mismatches:#?}");
 
     // Ground truth: one method line per device that connected, with the same statuses.
     let text = std::fs::read_to_string(&record).unwrap();
-    let methods: Vec<Value> =
-        text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).filter(|l| l["event"] == "method").collect();
+    let methods: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l["event"] == "method")
+        .collect();
     assert_eq!(methods.len(), expected.values().filter(|o| !o.contains("DeviceNotOnline")).count());
     for line in &methods {
         let want = &expected[line["device"].as_str().unwrap()];

@@ -300,7 +300,12 @@ mod tests {
         let counts: Vec<String> = (0..10)
             .map(|minute| {
                 let t = Duration::from_secs(minute * 60 + 30);
-                schedules.iter_mut().map(|s| s.presence_at(t).online).filter(|o| *o).count().to_string()
+                schedules
+                    .iter_mut()
+                    .map(|s| s.presence_at(t).online)
+                    .filter(|o| *o)
+                    .count()
+                    .to_string()
             })
             .collect();
         expect.assert_eq(&counts.join(" "));

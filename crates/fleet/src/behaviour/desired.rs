@@ -119,9 +119,10 @@ mod tests {
             DesiredDecision::Ack { latency } => (100..=200).contains(&latency.as_millis()),
             DesiredDecision::Fail => true,
         });
-        expect!["failed=106 latencies_in_range=true first=Fail"].assert_eq(
-            &format!("failed={failed} latencies_in_range={in_range} first={:?}", decisions[0]),
-        );
+        expect!["failed=106 latencies_in_range=true first=Fail"].assert_eq(&format!(
+            "failed={failed} latencies_in_range={in_range} first={:?}",
+            decisions[0]
+        ));
     }
 
     #[test]
