@@ -1,5 +1,7 @@
 //! The device client against the real hub (`hub::Hub::spawn` on port 0 in a temp dir).
 
+#![allow(clippy::unwrap_used, reason = "test harness: a failed setup step should fail the test")]
+
 use std::time::Duration;
 
 use device::{handler, Client, DeviceConfig, MethodAnswer, Telemetry, TlsConfig};
