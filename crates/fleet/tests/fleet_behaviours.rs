@@ -2,6 +2,8 @@
 //! failures as the plan decides), the built-in reboot (answer, down, back, `lastReboot`) and a
 //! scheduled outage (the chosen devices disconnect for the window and come back).
 
+#![allow(clippy::unwrap_used, reason = "helpers outside #[test] fns fail the test on a broken setup step")]
+
 mod support;
 
 use std::path::Path;
