@@ -197,10 +197,12 @@ async fn a_10000_device_job_arrives_whole_despite_a_stalled_subscriber() {
 
 #[tokio::test]
 async fn a_full_queue_drops_and_counts_and_delivers_the_rest() {
-    let mut cfg = BrokerConfig::default();
-    cfg.events = EventsConfig {
-        queue_capacity: NonZeroUsize::new(8).unwrap(),
-        progress_interval: Duration::from_millis(100),
+    let cfg = BrokerConfig {
+        events: EventsConfig {
+            queue_capacity: NonZeroUsize::new(8).unwrap(),
+            progress_interval: Duration::from_millis(100),
+        },
+        ..BrokerConfig::default()
     };
     let broker = TestBroker::start_with(cfg).await;
     let mut sub = broker.owner().await;

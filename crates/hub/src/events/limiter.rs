@@ -75,6 +75,7 @@ impl ProgressLimiter {
     }
 
     /// The held-back snapshots whose interval has passed; forgets idle jobs.
+    #[expect(clippy::vec_box, reason = "the boxes go back into HubEvent::JobProgress as they are")]
     pub(crate) fn due(&mut self, now: Instant) -> Vec<Box<JobProgressEvent>> {
         let interval = self.interval;
         let mut out = Vec::new();
