@@ -3,6 +3,7 @@
 //! duplicate ids, the S1 active-job cap, listing filters and paging, and `devices.jobs` queries.
 
 mod jobs_support;
+#[allow(clippy::unwrap_used, reason = "shared test helpers fail the test on any error")]
 mod mqtt_support;
 
 use std::num::NonZeroU32;

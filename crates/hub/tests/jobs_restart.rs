@@ -6,7 +6,10 @@
 //! the job to a terminal state with exactly one record per device, statistics that add up, no method
 //! invoked twice on a device, and each twin patched once.
 
+#![allow(clippy::unwrap_used, reason = "test helpers fail the test on any error")]
+
 mod jobs_support;
+#[allow(clippy::unwrap_used, reason = "shared test helpers fail the test on any error")]
 mod mqtt_support;
 
 use std::num::NonZeroU32;

@@ -4,6 +4,7 @@
 //! the desired patches they receive.
 
 #![allow(dead_code, unreachable_pub)]
+#![allow(clippy::unwrap_used, reason = "test helpers fail the test on any error")]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
