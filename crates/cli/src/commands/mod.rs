@@ -2,6 +2,7 @@
 //!
 //! [`run`] dispatches; [`connect`] builds the service client every client command uses.
 
+pub(crate) mod demo;
 pub(crate) mod device;
 pub(crate) mod hub;
 pub(crate) mod job;
@@ -19,6 +20,7 @@ use crate::output::Output;
 /// Runs one command to completion.
 pub(crate) async fn run(command: Command, out: &Output) -> anyhow::Result<()> {
     match command {
+        Command::Demo(args) => demo::run(args, out).await,
         Command::Hub(args) => hub::run(args, out).await,
         Command::Device(command) => device::run(command, out).await,
         Command::Twin(command) => twin::run(command, out).await,
