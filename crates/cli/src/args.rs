@@ -64,6 +64,9 @@ pub(crate) enum Command {
     /// Schedule, inspect, watch and cancel jobs (direct-method and twin-update jobs).
     #[command(subcommand)]
     Job(commands::job::JobCommand),
+    /// Run fleets of simulated devices from a profile (fleet-profiles/*.toml).
+    #[command(subcommand)]
+    Fleet(commands::fleet::FleetCommand),
 }
 
 /// Output formats.

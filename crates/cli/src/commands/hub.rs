@@ -80,6 +80,8 @@ pub(crate) async fn run(args: HubArgs, out: &Output) -> anyhow::Result<()> {
         http_url: addrs.http.map(|addr| format!("http://{addr}")),
         https_url: addrs.https.map(|addr| format!("https://{addr}")),
         ca_file: handle.ca_pem().map(|_| data_dir.join(hub::tls::CA_FILE)),
+        mqtts_addr: addrs.mqtts,
+        mqtt_addr: addrs.mqtt,
     };
     let endpoints_path = data_dir.join(ENDPOINTS_FILE);
     write_endpoints(&endpoints_path, &endpoints)?;

@@ -4,6 +4,7 @@
 
 pub(crate) mod demo;
 pub(crate) mod device;
+pub(crate) mod fleet;
 pub(crate) mod hub;
 pub(crate) mod job;
 pub(crate) mod method;
@@ -27,6 +28,7 @@ pub(crate) async fn run(command: Command, out: &Output) -> anyhow::Result<()> {
         Command::Method(command) => method::run(command, out).await,
         Command::Query(args) => query::run(args, out).await,
         Command::Job(command) => job::run(command, out).await,
+        Command::Fleet(command) => fleet::run(command, out).await,
     }
 }
 

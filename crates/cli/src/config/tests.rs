@@ -56,6 +56,8 @@ fn connection_precedence() {
         http_url: Some("http://127.0.0.1:8080".into()),
         https_url: Some("https://127.0.0.1:8443".into()),
         ca_file: None,
+        mqtts_addr: None,
+        mqtt_addr: None,
     };
     std::fs::write(dir.path().join(ENDPOINTS_FILE), serde_json::to_string(&endpoints).unwrap())
         .unwrap();
@@ -80,6 +82,8 @@ fn https_only_local_hub_trusts_its_ca() {
         http_url: None,
         https_url: Some("https://127.0.0.1:8443".into()),
         ca_file: Some(dir.path().join("ca.pem")),
+        mqtts_addr: Some("127.0.0.1:8883".parse().unwrap()),
+        mqtt_addr: None,
     };
     std::fs::write(dir.path().join(ENDPOINTS_FILE), serde_json::to_string(&endpoints).unwrap())
         .unwrap();
