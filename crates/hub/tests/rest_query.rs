@@ -1,6 +1,8 @@
 //! `POST /devices/query`: filters, projections, aggregates, paging with continuation tokens,
 //! item types, and the devices.jobs collection.
 
+#![allow(clippy::unwrap_used, reason = "test helpers fail the test loudly on any error")]
+
 mod rest_support;
 
 use reqwest::Method;
