@@ -11,6 +11,7 @@
 //! Deliberately absent: the broker (only [`crate::broker`] names rumqttd), persistence or replay
 //! of events, per-subscriber filtering beyond MQTT topic filters, and cloud-to-device messages.
 
+mod hooks;
 mod limiter;
 mod payload;
 
@@ -31,6 +32,7 @@ use tokio::time::Instant;
 use limiter::ProgressLimiter;
 use payload::Encoder;
 
+pub use hooks::forward_telemetry;
 pub use payload::{escape_topic_level, EncodedEvent};
 
 /// Default queue capacity: a 10,000-device job's records plus its progress fit several times over.
@@ -299,10 +301,17 @@ impl Events {
         (events, queue)
     }
 
-    /// Queues `event` for back ends. Never blocks: when the queue is full the event is dropped
-    /// and counted. Does nothing when events are off.
-    pub fn publish(&self, event: HubEvent) {
+    /// A `'static` disabled handle, for holders that may be given a real one later.
+    pub fn disabled_ref() -> &'static Events {
+        static DISABLED: Events = Events { inner: None };
+        &DISABLED
+    }
+
+    /// Queues `event` for back ends (`None`: nothing happened, nothing is sent). Never blocks:
+    /// when the queue is full the event is dropped and counted. Does nothing when events are off.
+    pub fn publish(&self, event: impl Into<Option<HubEvent>>) {
         let Some(sender) = &self.inner else { return };
+        let Some(event) = event.into() else { return };
         let counter = match sender.tx.try_send(event) {
             Ok(()) => &sender.counters.enqueued,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => &sender.counters.dropped,
