@@ -58,7 +58,9 @@ async fn delete_device(
     IfMatchHeader(if_match): IfMatchHeader,
 ) -> Result<Response, ApiError> {
     state.registry.delete_device(&id, &if_match).await?;
-    state.sessions.disconnect(&id);
+    // A deleted identity's session state (subscriptions, pending calls) must not carry over to a
+    // device later created with the same id.
+    state.sessions.forget(&id);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
