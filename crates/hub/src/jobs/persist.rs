@@ -1,16 +1,22 @@
 //! The jobs engine's tables in the hub store: `jobs_v2` (one row per job, its serde form) and
-//! `device_jobs` (one row per targeted device, the `devices.jobs` wire JSON).
+//! `job_records` (one row per targeted device, the `devices.jobs` wire JSON).
+//!
+//! A job's device set is committed as thin `pending` rows without a document (10,000 of them commit
+//! in a few milliseconds, so a job's first device operation is not held up); readers render those
+//! rows from the job, and every later transition writes the full document.
 //!
 //! Functions here are either closures' bodies for [`Store::write`] (they take a transaction) or reads.
 //! They do not decide when to write; the engine and the runners do. Records are keyed by
 //! `(job_id, device_id)`, so a device has exactly one record per job however often it is written.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use protocol::ids::{DeviceId, JobId};
-use rusqlite::{params, Transaction};
+use rusqlite::{params, OptionalExtension, Transaction};
 use serde_json::Value;
 
-use super::model::{DeviceRecord, Job, JobStatus};
+use super::model::{pending_record, DeviceRecord, Job, JobStatus};
 use crate::store::{Store, StoreError};
 
 /// Filters for reading device records (the rest of a `devices.jobs` condition is evaluated by the caller).
@@ -29,14 +35,14 @@ CREATE TABLE IF NOT EXISTS jobs_v2 (
     end_ms INTEGER,
     doc TEXT NOT NULL
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS device_jobs (
+CREATE TABLE IF NOT EXISTS job_records (
     job_id TEXT NOT NULL,
     device_id TEXT NOT NULL,
     status TEXT NOT NULL,
-    doc TEXT NOT NULL,
+    doc TEXT,
     PRIMARY KEY (job_id, device_id)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS device_jobs_by_device ON device_jobs(device_id);
+CREATE INDEX IF NOT EXISTS job_records_by_device ON job_records(device_id);
 ";
 
 /// Creates the tables if needed.
@@ -84,35 +90,44 @@ pub(crate) fn save_job(tx: &Transaction<'_>, job: &Job) -> rusqlite::Result<()> 
 pub(crate) fn save_record(tx: &Transaction<'_>, record: &DeviceRecord) -> rusqlite::Result<()> {
     let doc = serde_json::to_string(record)
         .map_err(|err| rusqlite::Error::ToSqlConversionFailure(Box::new(err)))?;
-    tx.prepare_cached("INSERT OR REPLACE INTO device_jobs (job_id, device_id, status, doc) VALUES (?1, ?2, ?3, ?4)")?
+    tx.prepare_cached("INSERT OR REPLACE INTO job_records (job_id, device_id, status, doc) VALUES (?1, ?2, ?3, ?4)")?
         .execute(params![record.job_id.as_str(), record.device_id.as_str(), record.status.as_str(), doc])?;
     Ok(())
 }
 
-/// The records of `job_id` (for resuming a job), in device-id order.
+/// Inserts a thin `pending` row per device (no document; see the module doc).
+pub(crate) fn save_pending(
+    tx: &Transaction<'_>,
+    job_id: &JobId,
+    devices: &[DeviceId],
+) -> rusqlite::Result<()> {
+    let mut insert = tx.prepare_cached(
+        "INSERT OR REPLACE INTO job_records (job_id, device_id, status, doc) VALUES (?1, ?2, 'pending', NULL)",
+    )?;
+    for device in devices {
+        insert.execute(params![job_id.as_str(), device.as_str()])?;
+    }
+    Ok(())
+}
+
+/// The records of `job` (for resuming it), in device-id order.
 pub(crate) async fn load_records(
     store: &Store,
-    job_id: &JobId,
+    job: &Job,
 ) -> Result<Vec<DeviceRecord>, StoreError> {
-    let job_id = job_id.as_str().to_owned();
-    let docs = store
+    let job_id = job.job_id.as_str().to_owned();
+    let rows = store
         .read(move |conn| {
-            let mut stmt =
-                conn.prepare("SELECT doc FROM device_jobs WHERE job_id = ?1 ORDER BY device_id")?;
-            let rows = stmt.query_map([job_id], |row| row.get::<_, String>(0))?;
+            let mut stmt = conn.prepare(
+                "SELECT device_id, doc FROM job_records WHERE job_id = ?1 ORDER BY device_id",
+            )?;
+            let rows = stmt.query_map([job_id], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?))
+            })?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
         })
         .await?;
-    Ok(docs
-        .iter()
-        .filter_map(|doc| match serde_json::from_str(doc) {
-            Ok(record) => Some(record),
-            Err(err) => {
-                tracing::warn!(%err, "skipping a stored device job record that does not parse");
-                None
-            }
-        })
-        .collect())
+    Ok(rows.iter().filter_map(|(device, doc)| render(job, device, doc.as_deref())).collect())
 }
 
 /// Device records as `devices.jobs` JSON, narrowed by `filter`, ordered by job then device.
@@ -120,19 +135,59 @@ pub(crate) async fn read_records(
     store: &Store,
     filter: RecordFilter,
 ) -> Result<Vec<Value>, StoreError> {
-    let docs = store
+    let (rows, jobs) = store
         .read(move |conn| {
             let job = filter.job_id.as_ref().map(|id| id.as_str().to_owned());
             let device = filter.device_id.as_ref().map(|id| id.as_str().to_owned());
             let mut stmt = conn.prepare(
-                "SELECT doc FROM device_jobs WHERE (?1 IS NULL OR job_id = ?1) AND (?2 IS NULL OR device_id = ?2) \
-                 ORDER BY job_id, device_id",
+                "SELECT job_id, device_id, doc FROM job_records \
+                 WHERE (?1 IS NULL OR job_id = ?1) AND (?2 IS NULL OR device_id = ?2) ORDER BY job_id, device_id",
             )?;
-            let rows = stmt.query_map(params![job, device], |row| row.get::<_, String>(0))?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
+            let rows = stmt
+                .query_map(params![job, device], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, Option<String>>(2)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            // The jobs whose thin rows must be rendered.
+            let mut jobs = HashMap::new();
+            let mut job_doc = conn.prepare("SELECT doc FROM jobs_v2 WHERE job_id = ?1")?;
+            for (job_id, _, doc) in &rows {
+                if doc.is_none() && !jobs.contains_key(job_id) {
+                    let doc: Option<String> = job_doc.query_row([job_id], |row| row.get(0)).optional()?;
+                    jobs.insert(job_id.clone(), doc);
+                }
+            }
+            Ok((rows, jobs))
         })
         .await?;
-    Ok(docs.iter().filter_map(|doc| serde_json::from_str(doc).ok()).collect())
+    let jobs: HashMap<String, Job> = jobs
+        .into_iter()
+        .filter_map(|(id, doc)| Some((id, serde_json::from_str(doc.as_deref()?).ok()?)))
+        .collect();
+    Ok(rows
+        .iter()
+        .filter_map(|(job_id, device, doc)| match doc {
+            Some(doc) => serde_json::from_str(doc).ok(),
+            None => render(jobs.get(job_id)?, device, None).map(|record| record.to_value()),
+        })
+        .collect())
+}
+
+/// A stored row as a record: its document, or a pending record of `job` for a thin row.
+fn render(job: &Job, device: &str, doc: Option<&str>) -> Option<DeviceRecord> {
+    match doc {
+        Some(doc) => match serde_json::from_str(doc) {
+            Ok(record) => Some(record),
+            Err(err) => {
+                tracing::warn!(job_id = %job.job_id, device_id = device, %err, "skipping a stored device job record that does not parse");
+                None
+            }
+        },
+        None => {
+            let device = DeviceId::new(device).ok()?;
+            Some(pending_record(job, device, job.run_started.unwrap_or(job.start_time)))
+        }
+    }
 }
 
 /// Deletes finished jobs that ended before `cutoff`, with their records. Returns how many jobs went.
@@ -144,7 +199,7 @@ pub(crate) fn delete_expired(
     let terminal =
         [JobStatus::Completed, JobStatus::Failed, JobStatus::Cancelled].map(JobStatus::as_str);
     tx.execute(
-        "DELETE FROM device_jobs WHERE job_id IN \
+        "DELETE FROM job_records WHERE job_id IN \
          (SELECT job_id FROM jobs_v2 WHERE end_ms IS NOT NULL AND end_ms < ?1 AND status IN (?2, ?3, ?4))",
         params![cutoff_ms, terminal[0], terminal[1], terminal[2]],
     )?;

@@ -158,16 +158,16 @@ fn deadline_of(job: &Job) -> Instant {
 /// Resolves the device set and commits the job as running with a pending record per device.
 async fn start_fresh(ctx: &RunContext, job: &Job) -> Result<Vec<DeviceRecord>, String> {
     let devices = ctx.backend.resolve(&job.query_condition)?;
-    let now = Utc::now();
-    let records: Vec<DeviceRecord> =
-        devices.into_iter().map(|device| pending_record(job, device, now)).collect();
+    let created = job.run_started.unwrap_or_else(Utc::now);
     let mut running = job.clone();
-    running.stats = stats_of(records.iter().map(|record| record.status));
-    let rows = records.clone();
+    running.stats = stats_of(devices.iter().map(|_| DeviceJobStatus::Pending));
+    let records: Vec<DeviceRecord> =
+        devices.iter().map(|device| pending_record(job, device.clone(), created)).collect();
+    let job_id = job.job_id.clone();
     ctx.store
         .write(move |tx| {
             persist::save_job(tx, &running)?;
-            rows.iter().try_for_each(|record| persist::save_record(tx, record))
+            persist::save_pending(tx, &job_id, &devices)
         })
         .await
         .map_err(|err| format!("the job could not be started: {err}"))?;
@@ -175,7 +175,7 @@ async fn start_fresh(ctx: &RunContext, job: &Job) -> Result<Vec<DeviceRecord>, S
 }
 
 async fn load_for_resume(ctx: &RunContext, job: &Job) -> Result<Vec<DeviceRecord>, String> {
-    persist::load_records(&ctx.store, &job.job_id)
+    persist::load_records(&ctx.store, job)
         .await
         .map_err(|err| format!("the job could not be resumed: {err}"))
 }

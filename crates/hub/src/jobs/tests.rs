@@ -339,6 +339,45 @@ async fn devices_added_after_start_are_not_part_of_the_job() {
 }
 
 #[tokio::test]
+async fn records_of_a_running_job_are_queryable() {
+    let cfg = JobsConfig { max_in_flight: NonZeroUsize::new(1).unwrap(), ..JobsConfig::default() };
+    let hub = Harness::start(cfg).await;
+    hub.fake.add("q1", Behaviour::Hangs, json!({}));
+    hub.fake.add("q2", Behaviour::Hangs, json!({}));
+    hub.jobs.create("q", &method_job("*", json!({"maxExecutionTimeInSeconds": 1}))).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let records = loop {
+        let records = hub.records("q").await;
+        if records.iter().any(|r| r["status"] == "running") {
+            break records;
+        }
+        assert!(Instant::now() < deadline, "{records:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert_eq!(summary(&records), ["q1 running -", "q2 pending -"]);
+    let pending = &records[1];
+    assert_eq!(pending["jobType"], "scheduleDeviceMethod");
+    assert_eq!(pending["outcome"], json!({"deviceMethodResponse": null}));
+    let by_device = hub
+        .jobs
+        .device_job_records(RecordFilter {
+            job_id: None,
+            device_id: Some(DeviceId::new("q2").unwrap()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_device.len(), 1);
+    let stats = hub.jobs.get("q").await.unwrap()["deviceJobStatistics"].clone();
+    assert_eq!(
+        stats,
+        json!({"deviceCount": 2, "failedCount": 0, "succeededCount": 0, "runningCount": 1, "pendingCount": 1})
+    );
+    hub.wait_status("q", "completed").await;
+    assert_eq!(summary(&hub.records("q").await), ["q1 failed JobExpired", "q2 failed JobExpired"]);
+    hub.stop().await;
+}
+
+#[tokio::test]
 async fn bad_condition_fails_the_job() {
     let hub = Harness::start(JobsConfig::default()).await;
     hub.jobs.create("bad", &method_job("SELECT * FROM devices", json!({}))).await.unwrap();
