@@ -246,7 +246,7 @@ async fn listing_filters_and_pages() {
         .await;
     assert_eq!(methods.status, 200, "{methods:?}");
     assert_eq!(ids(&methods), ["list-0", "list-1", "list-2"]);
-    assert_eq!(methods.header("x-ms-item-type"), Some("JobResponse"));
+    assert_eq!(methods.header("x-ms-item-type"), Some("jobResponse"));
     assert_eq!(methods.header("x-ms-continuation"), None);
     let completed = hub.rest(Method::GET, "/jobs/v2/query?jobStatus=completed", None, &[]).await;
     assert_eq!(ids(&completed), ["list-3", "list-4"]);

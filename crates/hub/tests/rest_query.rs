@@ -67,7 +67,7 @@ async fn filters_projections_and_aggregates() {
     seed(&hub, 10).await;
 
     let all = query(&hub, "SELECT * FROM devices", None, None).await;
-    assert_eq!(all.header("x-ms-item-type"), Some("Twin"));
+    assert_eq!(all.header("x-ms-item-type"), Some("twin"));
     assert_eq!(all.header("x-ms-continuation"), None);
     assert_eq!(all.body.as_array().unwrap().len(), 10);
     assert_eq!(all.body[0]["properties"]["desired"]["n"], 0);
@@ -99,7 +99,7 @@ async fn filters_projections_and_aggregates() {
         None,
     )
     .await;
-    assert_eq!(projected.header("x-ms-item-type"), Some("Raw"));
+    assert_eq!(projected.header("x-ms-item-type"), Some("raw"));
     assert_eq!(projected.body, json!([{"deviceId": "dev004", "building": "43"}]));
     let counted = query(&hub, "SELECT COUNT() AS n FROM devices", None, None).await;
     assert_eq!(counted.body, json!([{"n": 10}]));
@@ -122,7 +122,7 @@ async fn filters_projections_and_aggregates() {
         query(&hub, "SELECT * FROM devices.jobs WHERE devices.jobs.jobId = 'none'", None, None)
             .await;
     assert_eq!(jobs.status, 200);
-    assert_eq!(jobs.header("x-ms-item-type"), Some("DeviceJob"));
+    assert_eq!(jobs.header("x-ms-item-type"), Some("deviceJob"));
     assert_eq!(jobs.body, json!([]));
 
     let malformed = query(&hub, "SELECT * FROM devices WHERE", None, None).await;

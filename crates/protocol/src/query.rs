@@ -5,8 +5,9 @@
 //! headers. Paging rule the SDKs depend on: send [`CONTINUATION_HEADER`] only when another page exists
 //! (Node loops forever on an empty value).
 //!
-//! Item-type spelling: we send PascalCase (`Twin`, `DeviceJob`, `JobResponse`, `Raw`), because the C# v1
-//! SDK parses the header case-sensitively against those names; Python and Node ignore it.
+//! Item-type spelling: we send the swagger's spelling (`twin`, `deviceJob`, `jobResponse`, `raw`), which
+//! the Java SDK reads; Python and Node ignore the header. (The C# v1 SDK parses it case-sensitively
+//! against PascalCase names; whether the real hub sends those is unconfirmed, so we follow the swagger.)
 
 use serde::{Deserialize, Serialize};
 
@@ -23,7 +24,7 @@ pub const MAX_QUERY_CHARS: usize = 8192;
 /// Page size when the client asks for none.
 pub const DEFAULT_PAGE_SIZE: usize = 100;
 /// The largest page the hub returns; larger requests are clamped silently.
-pub const MAX_PAGE_SIZE: usize = 100;
+pub const MAX_PAGE_SIZE: usize = 1000;
 
 /// The `POST /devices/query` body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,13 +92,13 @@ impl QueryRequest {
 }
 
 impl QueryItemType {
-    /// The header value (PascalCase, see the module doc).
+    /// The header value (the swagger's spelling, see the module doc).
     pub fn header_value(self) -> &'static str {
         match self {
-            QueryItemType::Twin => "Twin",
-            QueryItemType::DeviceJob => "DeviceJob",
-            QueryItemType::JobResponse => "JobResponse",
-            QueryItemType::Raw => "Raw",
+            QueryItemType::Twin => "twin",
+            QueryItemType::DeviceJob => "deviceJob",
+            QueryItemType::JobResponse => "jobResponse",
+            QueryItemType::Raw => "raw",
         }
     }
 
@@ -153,11 +154,11 @@ mod tests {
 
     #[test]
     fn headers() {
-        let sizes: Vec<usize> = [None, Some("10"), Some("0"), Some("1000"), Some("abc")]
+        let sizes: Vec<usize> = [None, Some("10"), Some("0"), Some("1000"), Some("5000"), Some("abc")]
             .into_iter()
             .map(page_size)
             .collect();
-        expect![["[100, 10, 1, 100, 100]"]].assert_eq(&format!("{sizes:?}"));
+        expect![["[100, 10, 1, 1000, 1000, 100]"]].assert_eq(&format!("{sizes:?}"));
         let kinds: Vec<Option<QueryItemType>> =
             ["twin", "DeviceJob", "jobresponse", "raw", "unknown"]
                 .into_iter()

@@ -4,7 +4,7 @@
 //! Handlers only translate HTTP to [`crate::jobs::Jobs`] calls: the path id and raw body go to the
 //! engine, which validates them. The listing reads `jobType`/`jobStatus` (case-insensitive) and pages
 //! with `x-ms-max-item-count`/`x-ms-continuation` headers or the `pageSize`/`continuationToken` query
-//! parameters; it answers a JSON array of JobResponse with `x-ms-item-type: JobResponse`, and
+//! parameters; it answers a JSON array of JobResponse with `x-ms-item-type: jobResponse`, and
 //! `x-ms-continuation` only when another page exists. (Python's `query_scheduled_jobs` expects an
 //! object instead and cannot read the service's array either; see the shared protocol notes §5.6.)
 
