@@ -331,6 +331,9 @@ mod tests {
         assert_eq!(cfg.client_id(), "d/m");
         let err = DeviceConfig::from_connection_string("HostName=h;SharedAccessKey=a2V5", addr)
             .unwrap_err();
-        expect!["invalid connection string: connection string lacks DeviceId or SharedAccessKeyName"].assert_eq(&err.to_string());
+        expect![
+            "invalid connection string: connection string lacks DeviceId or SharedAccessKeyName"
+        ]
+        .assert_eq(&err.to_string());
     }
 }

@@ -48,7 +48,10 @@ async fn an_untrusted_certificate_is_a_tls_error() {
         peer.accept_failing_tls()
     );
     let error = client.err().unwrap();
-    assert!(matches!(&error, Error::Tls(message) if message.contains("invalid peer certificate")), "{error}");
+    assert!(
+        matches!(&error, Error::Tls(message) if message.contains("invalid peer certificate")),
+        "{error}"
+    );
 }
 
 #[tokio::test]

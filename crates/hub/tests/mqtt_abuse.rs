@@ -2,7 +2,10 @@
 //! unsupported filters, forged method responses. Each closes only the offending connection;
 //! nothing reaches another device and the hub keeps serving.
 
-#![allow(clippy::unwrap_used, reason = "tests: a failed unwrap is a failed test, with its location")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "tests: a failed unwrap is a failed test, with its location"
+)]
 
 mod mqtt_support;
 

@@ -1,7 +1,10 @@
 //! CONNECT authentication against the real hub: every bad credential gets CONNACK 5, good ones 0,
 //! over plain MQTT and over TLS 1.2 and 1.3.
 
-#![allow(clippy::unwrap_used, reason = "tests: a failed unwrap is a failed test, with its location")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "tests: a failed unwrap is a failed test, with its location"
+)]
 
 mod mqtt_support;
 

@@ -2,7 +2,10 @@
 //! `POST /twins/{id}/methods`: delivery with `$rid`, the literal `null` payload, 404001, 404103,
 //! 504101, 400, and `connectTimeoutInSeconds` waiting for a device that connects later.
 
-#![allow(clippy::unwrap_used, reason = "tests: a failed unwrap is a failed test, with its location")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "tests: a failed unwrap is a failed test, with its location"
+)]
 
 mod mqtt_support;
 

@@ -1,7 +1,10 @@
 //! Twin over MQTT against the real hub: GET, reported patches (204 + `$version`, 400 with an
 //! `errorCode` body), desired pushes after a service PATCH, and responses at the subscribed QoS.
 
-#![allow(clippy::unwrap_used, reason = "tests: a failed unwrap is a failed test, with its location")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "tests: a failed unwrap is a failed test, with its location"
+)]
 
 mod mqtt_support;
 

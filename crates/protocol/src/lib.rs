@@ -27,5 +27,12 @@ pub mod username;
 pub const API_VERSION: &str = "2021-04-12";
 
 /// api-versions the hub accepts on REST calls (older SDKs and tools still send these).
-pub const ACCEPTED_API_VERSIONS: &[&str] =
-    &["2018-06-30", "2019-03-30", "2019-10-01", "2020-03-13", "2020-05-31-preview", "2020-09-30", "2021-04-12"];
+pub const ACCEPTED_API_VERSIONS: &[&str] = &[
+    "2018-06-30",
+    "2019-03-30",
+    "2019-10-01",
+    "2020-03-13",
+    "2020-05-31-preview",
+    "2020-09-30",
+    "2021-04-12",
+];

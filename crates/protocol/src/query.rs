@@ -154,10 +154,11 @@ mod tests {
 
     #[test]
     fn headers() {
-        let sizes: Vec<usize> = [None, Some("10"), Some("0"), Some("1000"), Some("5000"), Some("abc")]
-            .into_iter()
-            .map(page_size)
-            .collect();
+        let sizes: Vec<usize> =
+            [None, Some("10"), Some("0"), Some("1000"), Some("5000"), Some("abc")]
+                .into_iter()
+                .map(page_size)
+                .collect();
         expect![["[100, 10, 1, 1000, 1000, 100]"]].assert_eq(&format!("{sizes:?}"));
         let kinds: Vec<Option<QueryItemType>> =
             ["twin", "DeviceJob", "jobresponse", "raw", "unknown"]

@@ -66,8 +66,13 @@ mod tests {
 
     #[test]
     fn accepts_sdk_forms() {
-        for text in ["2019-05-04T15:53:00.077Z", "2019-05-08T12:19:56.868000Z", "2016-09-29T18:18:52.7418462", NEVER, FAR_FUTURE]
-        {
+        for text in [
+            "2019-05-04T15:53:00.077Z",
+            "2019-05-08T12:19:56.868000Z",
+            "2016-09-29T18:18:52.7418462",
+            NEVER,
+            FAR_FUTURE,
+        ] {
             assert!(parse_timestamp(text).is_ok(), "{text}");
         }
         assert!(parse_timestamp("tomorrow").is_err());

@@ -1,7 +1,11 @@
 //! Shared helpers of the REST integration tests: start a real hub on port 0 in a temp dir (plain
 //! HTTP only), sign service tokens, build URLs, and stop the hub cleanly.
 
-#![allow(dead_code, unreachable_pub, reason = "each test file uses a different subset of the helpers")]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    reason = "each test file uses a different subset of the helpers"
+)]
 #![allow(clippy::unwrap_used, reason = "test helpers fail the test loudly on any error")]
 
 use std::path::Path;
