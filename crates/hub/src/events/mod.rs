@@ -342,7 +342,7 @@ impl std::fmt::Debug for Events {
 }
 
 impl EventQueue {
-    /// Waits up to `max_wait` for events and returns them encoded, at most [`MAX_BATCH`],
+    /// Waits up to `max_wait` for events and returns them encoded, at most `MAX_BATCH` (1024),
     /// progress snapshots rate-limited. Empty when nothing arrived (or every sender is gone).
     pub fn next_batch(&mut self, max_wait: Duration) -> Vec<EncodedEvent> {
         let now = Instant::now();
