@@ -166,7 +166,15 @@ pub async fn run(
     let tls = tls_config(&cfg, &host)?;
     stats.set_phase(Phase::Registering);
     let registration_started = Instant::now();
-    let credentials = credentials(&cfg, &plans, &stats).await?;
+    // Ctrl-C during a long registration ends the run at once; what is registered stays registered.
+    let credentials = tokio::select! {
+        res = credentials(&cfg, &plans, &stats) => res?,
+        () = shutdown.cancelled() => {
+            stats.set_phase(Phase::Finished);
+            let registration = registration_started.elapsed();
+            return Ok(FleetReport { devices, registration, ramp: Duration::ZERO, running: Duration::ZERO, stats: stats.snapshot() });
+        }
+    };
     let registration = registration_started.elapsed();
     tracing::info!(devices, ?registration, %mqtt_addr, tls = cfg.mqtt_tls, "fleet registered; connecting");
 
