@@ -41,24 +41,27 @@ use crate::report::JobReport;
 const PROFILE_TEXT: &str = include_str!("../../../../fleet-profiles/building-43.toml");
 /// The name the embedded profile goes by in messages.
 const PROFILE_NAME: &str = "fleet-profiles/building-43.toml";
-/// The fleet's default seed.
-const DEFAULT_SEED: u64 = 43;
-/// Default time each device gets to answer; the profile's slow valves take about 8 s, so some miss it.
-const DEFAULT_RESPONSE_TIMEOUT_SECS: u32 = 10;
+/// The fleet's default seed (with the full profile: 6 of floor 3's 30 devices never connect).
+const DEFAULT_SEED: u64 = 41;
+/// Default time each device gets to answer; the profile's slow valves take about 8 s, so they
+/// (almost all) miss it and show up as 504101 GatewayTimeout.
+const DEFAULT_RESPONSE_TIMEOUT_SECS: u32 = 5;
 /// How long the job may run.
 const MAX_EXECUTION_SECS: u64 = 300;
 /// How often the job's progress is read.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// How long the fleet gets to disconnect and the hub to drain at the end.
 const STOP_GRACE: Duration = Duration::from_secs(20);
+/// How long the demo waits for devices still answering after the job ended (the slow valves).
+const SETTLE_LIMIT: Duration = Duration::from_secs(30);
 /// The record file the fleet writes into the report directory.
 const RECORD_FILE: &str = "record.jsonl";
 
 /// `hubsim demo` flags.
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
-    /// Run this many devices instead of the profile's 380: every group is scaled proportionally
-    /// (one device each first, the rest by largest remainder), so floor 3 keeps its troubled devices.
+    /// Run this many devices instead of the profile's 380: every group is scaled in proportion
+    /// (largest remainder, at least one device per group), so floor 3 keeps its troubled devices.
     #[arg(long, value_name = "N")]
     devices: Option<u64>,
     /// The fleet's seed: the same seed and size give the same devices failing the same way.
@@ -67,7 +70,8 @@ pub(crate) struct DemoArgs {
     /// When the reboot job starts, counted from when the fleet is connected: +5s, +1m, or ISO-8601.
     #[arg(long, value_name = "TIME", default_value = "+5s")]
     at: String,
-    /// Seconds each device gets to answer the reboot (5-300); the slow valves take about 8 s.
+    /// Seconds each device gets to answer the reboot (5-300); the slow valves take about 8 s, so
+    /// raise it to 10 or more to see most of them answer.
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_RESPONSE_TIMEOUT_SECS)]
     response_timeout: u32,
     /// Where to write report.json, timeline.svg and the fleet's record.jsonl
@@ -191,7 +195,30 @@ async fn drive(
     )?;
     let job = schedule(&client, setup, at, out).await?;
     let job = follow(&client, &job, out).await?;
-    fetch(&client, &job.job_id).await
+    let fetched = fetch(&client, &job.job_id).await?;
+    settle_calls(&stats, out).await;
+    Ok(fetched)
+}
+
+/// Waits (bounded) until every call a device received has been answered or deliberately dropped:
+/// a slow device still answers after the hub has timed it out, and its record line is only
+/// written then, so stopping the fleet earlier would leave the call out of the ground truth.
+async fn settle_calls(stats: &FleetStats, out: &Output) {
+    let in_flight = |snapshot: fleet::StatsSnapshot| {
+        snapshot
+            .calls
+            .saturating_sub(snapshot.calls_ok + snapshot.calls_error + snapshot.calls_silent)
+    };
+    let pending = in_flight(stats.snapshot());
+    if pending == 0 {
+        return;
+    }
+    narrate(out, &format!("fleet: waiting for {pending} slow device(s) to finish answering late"));
+    let deadline = Instant::now() + SETTLE_LIMIT;
+    let mut ticker = tokio::time::interval(Duration::from_millis(100));
+    while in_flight(stats.snapshot()) > 0 && Instant::now() < deadline {
+        ticker.tick().await;
+    }
 }
 
 /// Schedules the reboot job the way an operator's back end would.
@@ -363,8 +390,9 @@ fn fleet_config(
     Ok(cfg)
 }
 
-/// Scales the groups to `n_devices` in total: one device per group first, then the rest in
-/// proportion to the groups' sizes, by largest remainder (ties to the earlier group).
+/// Scales the groups to `n_devices` in total, in proportion to their sizes by largest remainder
+/// (ties to the earlier group); a group that would get none gets one, taken from the largest group.
+/// `--devices 380` is the profile as written.
 ///
 /// # Errors
 /// A usage error when `n_devices` is smaller than the number of groups.
@@ -376,15 +404,23 @@ pub(crate) fn scale_profile(profile: &mut Profile, n_devices: u64) -> Result<(),
         )));
     }
     let total = profile.device_count().max(1);
-    let spare = n_devices - n_groups;
-    let shares: Vec<(u64, u64)> =
-        profile.groups.iter().map(|g| (spare * g.count / total, spare * g.count % total)).collect();
-    let mut counts: Vec<u64> = shares.iter().map(|(whole, _)| whole + 1).collect();
+    let shares: Vec<(u64, u64)> = profile
+        .groups
+        .iter()
+        .map(|g| (n_devices * g.count / total, n_devices * g.count % total))
+        .collect();
+    let mut counts: Vec<u64> = shares.iter().map(|(whole, _)| *whole).collect();
     let left = n_devices - counts.iter().sum::<u64>();
     let mut by_remainder: Vec<usize> = (0..shares.len()).collect();
     by_remainder.sort_by_key(|&idx| std::cmp::Reverse(shares[idx].1));
     for &idx in by_remainder.iter().take(left as usize) {
         counts[idx] += 1;
+    }
+    while let Some(empty) = counts.iter().position(|&count| count == 0) {
+        let largest = (0..counts.len()).max_by_key(|&idx| (counts[idx], std::cmp::Reverse(idx)));
+        let Some(largest) = largest.filter(|&idx| counts[idx] > 1) else { break };
+        counts[largest] -= 1;
+        counts[empty] = 1;
     }
     let mut first_index = 0;
     for (group, count) in profile.groups.iter_mut().zip(counts) {
@@ -453,11 +489,11 @@ mod tests {
     fn devices_scale_every_group() {
         expect!["b41=120@0 b42=120@120 b43=100@240 b43-f3=30@340 b43-f3-slow=10@370"]
             .assert_eq(&scaled(380));
-        expect!["b41=18@0 b42=18@18 b43=16@36 b43-f3=5@52 b43-f3-slow=3@57"].assert_eq(&scaled(60));
+        expect!["b41=19@0 b42=19@19 b43=16@38 b43-f3=5@54 b43-f3-slow=1@59"].assert_eq(&scaled(60));
         expect!["b41=1@0 b42=1@1 b43=1@2 b43-f3=1@3 b43-f3-slow=1@4"].assert_eq(&scaled(5));
         expect!["--devices must be at least 5 (one per group of the profile)"]
             .assert_eq(&scaled(4));
-        expect!["b41=316@0 b42=316@316 b43=264@632 b43-f3=80@896 b43-f3-slow=27@976"]
+        expect!["b41=317@0 b42=317@317 b43=264@634 b43-f3=79@898 b43-f3-slow=26@977"]
             .assert_eq(&scaled(1003));
     }
 

@@ -28,8 +28,8 @@ const RECORD_PAGE_SIZE: usize = 1000;
 pub(crate) struct ReportArgs {
     /// The job id.
     job_id: String,
-    /// A fleet ground-truth record (JSON lines from the fleet runner's --record) to check every
-    /// device's job record against: what the hub says next to what the device did.
+    /// A fleet ground-truth record (the JSON lines of `hubsim fleet run --record FILE`) to check
+    /// every device's job record against: what the hub says next to what the device did.
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
     /// Where to write report.json and timeline.svg (default ./hubsim-report-<JOB_ID>).
@@ -105,12 +105,13 @@ pub(crate) fn finish(
         out.document(&doc);
     } else {
         out.line(text::render(&report, detail).trim_end());
-        out.line(&format!(
-            "\nreport: {}/ ({}, {})",
-            dir.display(),
-            super::REPORT_FILE,
-            super::TIMELINE_FILE
-        ));
+        let mut files = vec![super::REPORT_FILE, super::TIMELINE_FILE];
+        if let Some(name) =
+            record.filter(|path| path.parent() == Some(dir)).and_then(Path::file_name)
+        {
+            files.extend(name.to_str());
+        }
+        out.line(&format!("\nreport: {}/ ({})", dir.display(), files.join(", ")));
     }
     Ok(())
 }
