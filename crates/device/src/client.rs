@@ -432,8 +432,8 @@ impl Shared {
 }
 
 /// Builds the method request the handler sees.
-pub(crate) fn method_request(name: String, payload: Value) -> MethodRequest {
-    MethodRequest { name, payload }
+pub(crate) fn method_request(name: String, rid: String, payload: Value) -> MethodRequest {
+    MethodRequest { name, rid, payload }
 }
 
 /// Serializes a handler's answer payload.

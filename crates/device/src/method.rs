@@ -15,6 +15,8 @@ use serde_json::Value;
 pub struct MethodRequest {
     /// The method name from the topic (percent-decoded).
     pub name: String,
+    /// The request id (`$rid`) the hub correlates the answer by.
+    pub rid: String,
     /// The JSON payload (`Value::Null` for a `null` body).
     pub payload: Value,
 }

@@ -1,7 +1,7 @@
 //! Ground truth: `--record FILE` writes one JSON object per line for what each device actually did.
 //!
 //! Events: `connected`, `disconnected` (with `reason`), `connect_failed`, `never_connects`,
-//! `method` (name, per-method `call` index, `status` or `null` when deliberately unanswered,
+//! `method` (name, the hub's `rid`, per-method `call` index, `status` or `null` when deliberately unanswered,
 //! `received_ms`/`answered_ms` since the run started), `desired` (version, acked or not),
 //! `reboot`. A report reconciles these with the hub's job records. Device tasks send events over a
 //! bounded channel to one writer task; when the channel is full a device waits (ground truth is never
@@ -55,6 +55,8 @@ pub enum RecordEvent {
     Method {
         /// The method name.
         method: String,
+        /// The request id (`$rid`) of the call.
+        rid: String,
         /// Per-method call index on this device (the RNG stream of the decision).
         call: u64,
         /// When the request arrived.
@@ -168,6 +170,7 @@ mod tests {
         recorder.write(line(5, RecordEvent::Connected)).await;
         let method = RecordEvent::Method {
             method: "reboot".to_owned(),
+            rid: "7".to_owned(),
             call: 0,
             received_ms: 10,
             answered_ms: None,
@@ -180,7 +183,7 @@ mod tests {
         tracker.wait().await;
         expect![[r#"
             {"t_ms":5,"device":"d1","index":0,"event":"connected"}
-            {"t_ms":10,"device":"d1","index":0,"event":"method","method":"reboot","call":0,"received_ms":10,"answered_ms":null,"status":null,"payload":null}
+            {"t_ms":10,"device":"d1","index":0,"event":"method","method":"reboot","rid":"7","call":0,"received_ms":10,"answered_ms":null,"status":null,"payload":null}
         "#]]
         .assert_eq(&std::fs::read_to_string(&path).unwrap());
     }

@@ -269,6 +269,7 @@ impl SimDevice {
                         answered.map_or((None, None), |(s, p)| (Some(s), Some(p)));
                     let event = RecordEvent::Method {
                         method: request.name.clone(),
+                        rid: request.rid.clone(),
                         call,
                         received_ms,
                         answered_ms,
