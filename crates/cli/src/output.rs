@@ -76,7 +76,7 @@ impl Output {
             indicatif::ProgressDrawTarget::hidden()
         };
         let bar = indicatif::ProgressBar::with_draw_target(Some(total), target);
-        let template = "{elapsed:>4} [{bar:30}] {pos}/{len} {msg}  {per_sec}  ETA {eta}";
+        let template = "{elapsed:>3} [{wide_bar}] {pos}/{len} {msg} {per_sec} ETA {eta}";
         if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
             bar.set_style(style.progress_chars("=> "));
         }

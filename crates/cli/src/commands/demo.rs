@@ -278,7 +278,7 @@ async fn follow(
                 format!("{}, starts in {secs:.1} s", job.status.as_str())
             }
             _ => format!(
-                "pending {} · running {} · succeeded {} · failed {}",
+                "pending {} running {} ok {} failed {}",
                 stats.pending_count, stats.running_count, stats.succeeded_count, stats.failed_count
             ),
         };
