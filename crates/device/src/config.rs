@@ -106,6 +106,19 @@ impl TlsConfig {
         if roots.is_empty() {
             return Err(ConfigError::Ca("no CERTIFICATE block in the pem".to_owned()));
         }
+        Self::from_roots(roots)
+    }
+
+    /// Trusts the public web PKI roots (Mozilla's set, built in): what a real Azure IoT Hub needs.
+    ///
+    /// # Errors
+    /// [`ConfigError::Ca`] when rustls refuses the protocol versions (it does not with ring).
+    pub fn public_roots() -> Result<TlsConfig, ConfigError> {
+        let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+        Self::from_roots(roots)
+    }
+
+    fn from_roots(roots: rustls::RootCertStore) -> Result<TlsConfig, ConfigError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let client_config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()

@@ -52,7 +52,7 @@ pub struct FleetConfig {
     pub mqtt_addr: Option<SocketAddr>,
     /// TLS for MQTT (`false` only for hubsim's plain listener).
     pub mqtt_tls: bool,
-    /// Extra trusted CA (PEM) for MQTT and REST.
+    /// Trusted CA (PEM) for MQTT and REST; without it MQTT trusts the public web PKI roots (a real hub).
     pub ca_pem: Option<Vec<u8>>,
     /// Name verified against the MQTT server certificate; `None` is the hub host name.
     pub tls_server_name: Option<String>,
@@ -305,11 +305,13 @@ fn tls_config(cfg: &FleetConfig, host: &str) -> Result<Option<::device::TlsConfi
     if !cfg.mqtt_tls {
         return Ok(None);
     }
-    let pem = cfg.ca_pem.as_deref().ok_or_else(|| {
-        FleetError::Config("mqtt over tls needs a ca pem (--ca) to trust".to_owned())
-    })?;
-    let tls =
-        ::device::TlsConfig::from_ca_pem(pem).map_err(|e| FleetError::Config(e.to_string()))?;
+    // A given CA (a local hub's ca.pem) is trusted alone; without one, the public roots a real
+    // Azure IoT Hub's certificate chains to.
+    let tls = match cfg.ca_pem.as_deref() {
+        Some(pem) => ::device::TlsConfig::from_ca_pem(pem),
+        None => ::device::TlsConfig::public_roots(),
+    }
+    .map_err(|e| FleetError::Config(e.to_string()))?;
     Ok(Some(tls.with_server_name(cfg.tls_server_name.clone().unwrap_or_else(|| host.to_owned()))))
 }
 
