@@ -67,6 +67,15 @@ pub(crate) enum Command {
     /// Run fleets of simulated devices from a profile (fleet-profiles/*.toml).
     #[command(subcommand)]
     Fleet(commands::fleet::FleetCommand),
+    /// Measure hubsim against this machine's ceiling: job fan-out, twin jobs, REST methods, connects, memory.
+    ///
+    /// Runs a hub in this process and the simulated devices in a child process (each device needs a
+    /// socket; open files are limited per process) and prints a table ending with the line
+    /// `ratio method-job/ceiling: X.XX`. See docs/benchmarks.md.
+    Bench(commands::bench::BenchArgs),
+    /// The device side of `hubsim bench` (started by it).
+    #[command(hide = true)]
+    BenchDevices(commands::bench::BenchDevicesArgs),
 }
 
 /// Output formats.

@@ -5,6 +5,7 @@
 //! settings they resolve in [`config`], and every byte written to stdout goes through [`output`].
 
 mod args;
+mod bench;
 mod commands;
 mod config;
 mod output;

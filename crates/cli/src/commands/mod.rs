@@ -2,6 +2,7 @@
 //!
 //! [`run`] dispatches; [`connect`] builds the service client every client command uses.
 
+pub(crate) mod bench;
 pub(crate) mod demo;
 pub(crate) mod device;
 pub(crate) mod fleet;
@@ -29,6 +30,8 @@ pub(crate) async fn run(command: Command, out: &Output) -> anyhow::Result<()> {
         Command::Query(args) => query::run(args, out).await,
         Command::Job(command) => job::run(command, out).await,
         Command::Fleet(command) => fleet::run(command, out).await,
+        Command::Bench(args) => bench::run(args, out).await,
+        Command::BenchDevices(args) => bench::run_devices(args, out).await,
     }
 }
 
