@@ -165,8 +165,8 @@ impl JobReport {
             "failuresByCode": self.failures_by_code(),
             "failures": self.failures.iter().map(Failure::to_json).collect::<Vec<_>>(),
             "latencyMs": {
-                "completed": self.latency.as_ref().map(LatencySummary::to_json),
-                "failed": self.failed_latency.as_ref().map(LatencySummary::to_json),
+                "completed": self.latency.map(LatencySummary::to_json),
+                "failed": self.failed_latency.map(LatencySummary::to_json),
             },
             "durationMs": self.duration_ms,
             "completions": self.completions.iter().map(Completion::to_json).collect::<Vec<_>>(),

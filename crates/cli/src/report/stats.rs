@@ -37,7 +37,7 @@ impl LatencySummary {
     }
 
     /// `{"count":..,"p50":..,"p95":..,"p99":..,"max":..}`.
-    pub(crate) fn to_json(&self) -> Value {
+    pub(crate) fn to_json(self) -> Value {
         json!({"count": self.count, "p50": self.p50, "p95": self.p95, "p99": self.p99, "max": self.max})
     }
 }
