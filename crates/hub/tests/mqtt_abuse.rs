@@ -7,15 +7,13 @@
     reason = "tests: a failed unwrap is a failed test, with its location"
 )]
 
-mod mqtt_support;
-
 use std::time::Duration;
 
 use hub::mqtt::MethodCall;
-use mqtt_support::{device, RawClient, TestHub};
 use rumqttc::mqttbytes::v4::{Packet, Publish};
 use rumqttc::mqttbytes::QoS;
 use serde_json::Value;
+use test_support::{device_id, spawn_hub, RawClient, TestHub};
 
 /// The hub still serves: `id` connects and answers a twin GET.
 async fn hub_still_serves(hub: &TestHub, id: &str, key: &str) {
@@ -27,9 +25,9 @@ async fn hub_still_serves(hub: &TestHub, id: &str, key: &str) {
 
 #[tokio::test]
 async fn foreign_topics_close_only_the_offender() {
-    let hub = TestHub::start().await;
-    let (key1, _) = hub.add_device("a1", true).await;
-    let (key2, _) = hub.add_device("a2", true).await;
+    let hub = spawn_hub().await;
+    let key1 = hub.add_device("a1", true).await.primary;
+    let key2 = hub.add_device("a2", true).await.primary;
     let mut victim = hub.connect("a2", &key2).await;
     victim.subscribe("$iothub/methods/POST/#", QoS::AtMostOnce).await;
     victim.subscribe("devices/a2/messages/devicebound/#", QoS::AtLeastOnce).await;
@@ -48,7 +46,7 @@ async fn foreign_topics_close_only_the_offender() {
         attacker.send(packet).await;
         attacker.expect_closed().await;
         assert!(
-            hub.handle.sessions().is_connected(&device("a2")),
+            hub.handle.sessions().is_connected(&device_id("a2")),
             "{what} disturbed another device"
         );
     }
@@ -63,7 +61,7 @@ async fn foreign_topics_close_only_the_offender() {
         response_timeout: Duration::from_secs(10),
         connect_timeout: Duration::ZERO,
     };
-    let a2 = device("a2");
+    let a2 = device_id("a2");
     let invoke = sessions.invoke_method(&a2, call);
     tokio::pin!(invoke);
     assert!(futures::poll!(&mut invoke).is_pending());
@@ -87,8 +85,8 @@ async fn foreign_topics_close_only_the_offender() {
 
 #[tokio::test]
 async fn garbage_bytes_get_a_clean_disconnect() {
-    let hub = TestHub::start().await;
-    let (key, _) = hub.add_device("g1", true).await;
+    let hub = spawn_hub().await;
+    let key = hub.add_device("g1", true).await.primary;
     let garbage: [&[u8]; 5] = [
         b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
         &[0xff; 64],

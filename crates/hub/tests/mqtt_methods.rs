@@ -7,15 +7,13 @@
     reason = "tests: a failed unwrap is a failed test, with its location"
 )]
 
-mod mqtt_support;
-
 use std::time::Duration;
 
 use hub::mqtt::{MethodCall, MethodCallError, MethodResponse};
-use mqtt_support::{device, RawClient, TestHub};
 use protocol::topic::HubPublish;
 use rumqttc::mqttbytes::QoS;
 use serde_json::{json, Value};
+use test_support::{device_id, spawn_hub, RawClient};
 use tokio::net::TcpStream;
 
 fn call(name: &str, payload: Value, response_secs: u64, connect_secs: u64) -> MethodCall {
@@ -43,12 +41,12 @@ async fn answer_next(client: &mut RawClient<TcpStream>, status: i32) -> (String,
 
 #[tokio::test]
 async fn invoke_in_process_and_over_rest() {
-    let hub = TestHub::start().await;
-    let (key, _) = hub.add_device("m1", true).await;
+    let hub = spawn_hub().await;
+    let key = hub.add_device("m1", true).await.primary;
     let mut client = hub.connect("m1", &key).await;
     client.subscribe("$iothub/methods/POST/#", QoS::AtLeastOnce).await;
     let sessions = hub.handle.sessions().clone();
-    let m1 = device("m1");
+    let m1 = device_id("m1");
 
     let invoke = sessions.invoke_method(&m1, call("reboot", Value::Null, 10, 0));
     let (answer, (name, payload)) = tokio::join!(invoke, answer_next(&mut client, 201));
@@ -76,8 +74,8 @@ async fn invoke_in_process_and_over_rest() {
 
 #[tokio::test]
 async fn not_online_unknown_and_bad_requests() {
-    let hub = TestHub::start().await;
-    let (key, _) = hub.add_device("m2", true).await;
+    let hub = spawn_hub().await;
+    let key = hub.add_device("m2", true).await.primary;
     hub.add_device("m2-off", false).await;
     let body = json!({"methodName":"x","responseTimeoutInSeconds":5});
 
@@ -95,7 +93,7 @@ async fn not_online_unknown_and_bad_requests() {
     let err = hub
         .handle
         .sessions()
-        .invoke_method(&device("m2"), call("x", Value::Null, 5, 0))
+        .invoke_method(&device_id("m2"), call("x", Value::Null, 5, 0))
         .await
         .unwrap_err();
     assert!(matches!(err, MethodCallError::NotOnline));
@@ -124,15 +122,15 @@ async fn not_online_unknown_and_bad_requests() {
 
 #[tokio::test]
 async fn device_that_never_answers_times_out() {
-    let hub = TestHub::start().await;
-    let (key, _) = hub.add_device("m3", true).await;
+    let hub = spawn_hub().await;
+    let key = hub.add_device("m3", true).await.primary;
     let mut client = hub.connect("m3", &key).await;
     client.subscribe("$iothub/methods/POST/#", QoS::AtMostOnce).await;
 
     let sessions = hub.handle.sessions().clone();
     let mut short = call("slow", Value::Null, 1, 0);
     short.response_timeout = Duration::from_millis(300);
-    let err = sessions.invoke_method(&device("m3"), short).await.unwrap_err();
+    let err = sessions.invoke_method(&device_id("m3"), short).await.unwrap_err();
     assert!(matches!(err, MethodCallError::Timeout));
     assert_eq!(err.error_code().code(), 504101);
 
@@ -146,18 +144,18 @@ async fn device_that_never_answers_times_out() {
         hub.post_method("m3", &json!({"methodName":"slow","responseTimeoutInSeconds":5})).await;
     assert_eq!(status, 504);
     assert!(error["Message"].as_str().unwrap().starts_with("ErrorCode:GatewayTimeout;"), "{error}");
-    assert!(hub.handle.sessions().is_connected(&device("m3")));
+    assert!(hub.handle.sessions().is_connected(&device_id("m3")));
     hub.stop().await;
 }
 
 #[tokio::test]
 async fn connect_timeout_waits_for_the_device_to_subscribe() {
-    let hub = TestHub::start().await;
-    let (key, _) = hub.add_device("m4", true).await;
+    let hub = spawn_hub().await;
+    let key = hub.add_device("m4", true).await.primary;
     let sessions = hub.handle.sessions().clone();
 
     // In process: the call is provably waiting before the device connects and subscribes.
-    let m4 = device("m4");
+    let m4 = device_id("m4");
     let invoke = sessions.invoke_method(&m4, call("hello", json!([1, 2]), 10, 20));
     tokio::pin!(invoke);
     assert!(futures::poll!(&mut invoke).is_pending());
@@ -173,7 +171,7 @@ async fn connect_timeout_waits_for_the_device_to_subscribe() {
     drop(client);
 
     // Over REST with connectTimeoutInSeconds, against a device that connects during the call.
-    let (key, _) = hub.add_device("m5", true).await;
+    let key = hub.add_device("m5", true).await.primary;
     let body =
         json!({"methodName":"hi","responseTimeoutInSeconds":10,"connectTimeoutInSeconds":20});
     let late_device = async {
@@ -186,7 +184,7 @@ async fn connect_timeout_waits_for_the_device_to_subscribe() {
 
     // connectTimeoutInSeconds 0 fails at once for a device that is offline.
     let err = sessions
-        .invoke_method(&device("m5-offline"), call("x", Value::Null, 5, 0))
+        .invoke_method(&device_id("m5-offline"), call("x", Value::Null, 5, 0))
         .await
         .unwrap_err();
     assert!(matches!(err, MethodCallError::NotOnline));

@@ -7,15 +7,13 @@
     reason = "tests: a failed unwrap is a failed test, with its location"
 )]
 
-mod mqtt_support;
-
 use std::time::Duration;
 
 use hub::mqtt::{MethodCall, MethodResponse};
-use mqtt_support::{device, wait_for, RawClient, TestHub};
 use rumqttc::mqttbytes::v4::{Connect, Packet};
 use rumqttc::mqttbytes::QoS;
 use serde_json::{json, Value};
+use test_support::{device_id, spawn_hub, wait_for, RawClient, TestHub, WAIT};
 
 fn ping() -> MethodCall {
     MethodCall {
@@ -27,7 +25,7 @@ fn ping() -> MethodCall {
 }
 
 fn connection_state(hub: &TestHub, id: &str) -> Value {
-    serde_json::to_value(hub.handle.registry().get_device(&device(id)).unwrap()).unwrap()
+    serde_json::to_value(hub.handle.registry().get_device(&device_id(id)).unwrap()).unwrap()
         ["connectionState"]
         .clone()
 }
@@ -43,16 +41,16 @@ async fn answer_ping(client: &mut RawClient<tokio::net::TcpStream>) {
 
 #[tokio::test]
 async fn subscriptions_survive_a_reconnect_without_resubscribing() {
-    let hub = TestHub::start().await;
-    let (key, _) = hub.add_device("s1", true).await;
+    let hub = spawn_hub().await;
+    let key = hub.add_device("s1", true).await.primary;
     let sessions = hub.handle.sessions().clone();
-    let s1 = device("s1");
+    let s1 = device_id("s1");
     let mut client = hub.connect("s1", &key).await;
     client.subscribe("$iothub/methods/POST/#", QoS::AtLeastOnce).await;
     assert_eq!(connection_state(&hub, "s1"), json!("Connected"));
     client.send(Packet::Disconnect).await;
     client.expect_closed().await;
-    wait_for("the session to end", || !sessions.is_connected(&device("s1"))).await;
+    wait_for("the session to end", WAIT, || !sessions.is_connected(&device_id("s1"))).await;
     assert_eq!(connection_state(&hub, "s1"), json!("Disconnected"));
 
     // Like the Python SDK: reconnect with CleanSession 0 and never subscribe again.
@@ -66,22 +64,22 @@ async fn subscriptions_survive_a_reconnect_without_resubscribing() {
     drop(client);
     let (_client, ack) = RawClient::connect(hub.mqtt, "s1", &user, &password, true).await;
     assert!(!ack.session_present);
-    let err = sessions.invoke_method(&device("s1"), ping()).await.unwrap_err();
+    let err = sessions.invoke_method(&device_id("s1"), ping()).await.unwrap_err();
     assert_eq!(err.error_code().code(), 404103);
     hub.stop().await;
 }
 
 #[tokio::test]
 async fn duplicate_client_id_replaces_the_old_connection() {
-    let hub = TestHub::start().await;
-    let (key, _) = hub.add_device("s2", true).await;
+    let hub = spawn_hub().await;
+    let key = hub.add_device("s2", true).await.primary;
     let sessions = hub.handle.sessions().clone();
-    let s2 = device("s2");
+    let s2 = device_id("s2");
     let mut old = hub.connect("s2", &key).await;
     old.subscribe("$iothub/methods/POST/#", QoS::AtLeastOnce).await;
     let mut new = hub.connect("s2", &key).await;
     old.expect_closed().await;
-    assert!(sessions.is_connected(&device("s2")));
+    assert!(sessions.is_connected(&device_id("s2")));
     assert_eq!(sessions.connected_count(), 1);
 
     // The new connection inherited the session and gets the calls; the old one's close did not
@@ -94,8 +92,8 @@ async fn duplicate_client_id_replaces_the_old_connection() {
 
 #[tokio::test]
 async fn keep_alive_expiry_and_eviction_close_the_connection() {
-    let hub = TestHub::start().await;
-    let (key, _) = hub.add_device("s3", true).await;
+    let hub = spawn_hub().await;
+    let key = hub.add_device("s3", true).await.primary;
     let (user, password) = hub.login("s3", &key);
     let mut client = RawClient::open(hub.mqtt).await;
     let mut connect = Connect::new("s3");
@@ -114,10 +112,10 @@ async fn keep_alive_expiry_and_eviction_close_the_connection() {
     client.send(Packet::PingReq).await;
     assert_eq!(client.recv().await, Some(Packet::PingResp));
     let sessions = hub.handle.sessions().clone();
-    let s3 = device("s3");
+    let s3 = device_id("s3");
     sessions.disconnect(&s3);
     client.expect_closed().await;
-    wait_for("the evicted session to end", || !sessions.is_connected(&s3)).await;
+    wait_for("the evicted session to end", WAIT, || !sessions.is_connected(&s3)).await;
 
     // disconnect keeps the session: the device comes back without subscribing and gets calls.
     let mut client = hub.connect("s3", &key).await;
@@ -127,7 +125,7 @@ async fn keep_alive_expiry_and_eviction_close_the_connection() {
     // forget (device deleted) drops it: the same id starts clean.
     sessions.forget(&s3);
     client.expect_closed().await;
-    wait_for("the forgotten session to end", || !sessions.is_connected(&s3)).await;
+    wait_for("the forgotten session to end", WAIT, || !sessions.is_connected(&s3)).await;
     let _client = hub.connect("s3", &key).await;
     assert_eq!(sessions.invoke_method(&s3, ping()).await.unwrap_err().error_code().code(), 404103);
     hub.stop().await;
@@ -135,10 +133,10 @@ async fn keep_alive_expiry_and_eviction_close_the_connection() {
 
 #[tokio::test]
 async fn a_delivered_call_survives_the_device_reconnecting() {
-    let hub = TestHub::start().await;
-    let (key, _) = hub.add_device("s4", true).await;
+    let hub = spawn_hub().await;
+    let key = hub.add_device("s4", true).await.primary;
     let sessions = hub.handle.sessions().clone();
-    let s4 = device("s4");
+    let s4 = device_id("s4");
     let mut client = hub.connect("s4", &key).await;
     client.subscribe("$iothub/methods/POST/#", QoS::AtLeastOnce).await;
 
@@ -148,7 +146,7 @@ async fn a_delivered_call_survives_the_device_reconnecting() {
     let request = client.next_publish().await;
     let rid = request.topic.rsplit("$rid=").next().unwrap().to_owned();
     drop(client);
-    wait_for("the session to end", || !sessions.is_connected(&s4)).await;
+    wait_for("the session to end", WAIT, || !sessions.is_connected(&s4)).await;
     assert!(
         futures::poll!(&mut invoke).is_pending(),
         "the call keeps waiting while the device is away"

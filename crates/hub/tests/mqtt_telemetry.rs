@@ -6,18 +6,17 @@
     reason = "tests: a failed unwrap is a failed test, with its location"
 )]
 
-mod mqtt_support;
-
 use std::time::Duration;
 
-use mqtt_support::{now_secs, token, username, RawClient, TestHub, HOST, WAIT};
 use rumqttc::mqttbytes::v4::{Packet, Publish};
 use rumqttc::mqttbytes::QoS;
+use test_support::sas::{device_token, now_secs, username};
+use test_support::{spawn_hub, RawClient, HOST, WAIT};
 
 #[tokio::test]
 async fn telemetry_is_acknowledged_and_forwarded() {
-    let hub = TestHub::start().await;
-    let (key, _) = hub.add_device("e1", true).await;
+    let hub = spawn_hub().await;
+    let key = hub.add_device("e1", true).await.primary;
     let mut receiver = hub.handle.sessions().telemetry_receiver(16).unwrap();
     assert!(hub.handle.sessions().telemetry_receiver(16).is_none(), "one receiver only");
     let mut client = hub.connect("e1", &key).await;
@@ -50,9 +49,9 @@ async fn telemetry_is_acknowledged_and_forwarded() {
 
 #[tokio::test]
 async fn an_expiring_token_closes_the_connection() {
-    let hub = TestHub::start().await;
-    let (key, _) = hub.add_device("e2", true).await;
-    let password = token(&format!("{HOST}/devices/e2"), &key, now_secs() + 2);
+    let hub = spawn_hub().await;
+    let key = hub.add_device("e2", true).await.primary;
+    let password = device_token(&format!("{HOST}/devices/e2"), &key, now_secs() + 2);
     let (mut client, ack) =
         RawClient::connect(hub.mqtt, "e2", &username(HOST, "e2"), &password, false).await;
     assert_eq!(ack.code as u8, 0);

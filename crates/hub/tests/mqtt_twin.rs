@@ -6,16 +6,14 @@
     reason = "tests: a failed unwrap is a failed test, with its location"
 )]
 
-mod mqtt_support;
-
-use mqtt_support::{device, TestHub};
 use rumqttc::mqttbytes::QoS;
 use serde_json::{json, Value};
+use test_support::{device_id, spawn_hub};
 
 #[tokio::test]
 async fn get_and_reported_patch() {
-    let hub = TestHub::start().await;
-    let (key, _) = hub.add_device("t1", true).await;
+    let hub = spawn_hub().await;
+    let key = hub.add_device("t1", true).await.primary;
     let mut client = hub.connect("t1", &key).await;
     client.subscribe("$iothub/twin/res/#", QoS::AtLeastOnce).await;
 
@@ -66,15 +64,15 @@ async fn get_and_reported_patch() {
         "{error}"
     );
 
-    let twin = hub.handle.registry().device_twin_view(&device("t1")).unwrap();
+    let twin = hub.handle.registry().device_twin_view(&device_id("t1")).unwrap();
     assert_eq!(twin["reported"]["fw"], json!("1.2"));
     hub.stop().await;
 }
 
 #[tokio::test]
 async fn node_style_qos0_and_unsubscribed_responses() {
-    let hub = TestHub::start().await;
-    let (key, _) = hub.add_device("t2", true).await;
+    let hub = spawn_hub().await;
+    let key = hub.add_device("t2", true).await.primary;
     let mut client = hub.connect("t2", &key).await;
     // Without a subscription to $iothub/twin/res/# there is nothing to deliver the answer to.
     client.publish("$iothub/twin/GET/?$rid=lost", QoS::AtMostOnce, b" ").await;
@@ -88,21 +86,20 @@ async fn node_style_qos0_and_unsubscribed_responses() {
 
 #[tokio::test]
 async fn desired_patches_are_pushed_with_version() {
-    let hub = TestHub::start().await;
-    let (key, _) = hub.add_device("t3", true).await;
+    let hub = spawn_hub().await;
+    let key = hub.add_device("t3", true).await.primary;
     let mut client = hub.connect("t3", &key).await;
     client.subscribe("$iothub/twin/PATCH/properties/desired/#", QoS::AtLeastOnce).await;
 
-    let url = format!("http://{}/twins/t3?api-version=2021-04-12", hub.http);
-    let response = reqwest::Client::new()
-        .patch(url)
-        .header("Authorization", hub.service_token())
-        .header("If-Match", "\"*\"")
-        .json(&json!({"properties":{"desired":{"interval":5,"mode":null}}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
+    let response = hub
+        .call_with(
+            reqwest::Method::PATCH,
+            "/twins/t3",
+            Some(json!({"properties":{"desired":{"interval":5,"mode":null}}})),
+            &[("If-Match", "\"*\"")],
+        )
+        .await;
+    assert_eq!(response.status, 200);
 
     let push = client.next_publish().await;
     assert_eq!(push.topic, "$iothub/twin/PATCH/properties/desired/?$version=2");
@@ -112,7 +109,7 @@ async fn desired_patches_are_pushed_with_version() {
 
     // Without a desired subscription the push is dropped, and counted.
     let before = hub.handle.sessions().stats().desired_dropped;
-    hub.handle.sessions().push_desired(&device("nobody"), json!({"x":1,"$version":9}));
+    hub.handle.sessions().push_desired(&device_id("nobody"), json!({"x":1,"$version":9}));
     assert_eq!(hub.handle.sessions().stats().desired_dropped, before + 1);
     hub.stop().await;
 }

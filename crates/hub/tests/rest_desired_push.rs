@@ -4,29 +4,21 @@
 
 #![allow(clippy::unwrap_used, reason = "test helpers fail the test loudly on any error")]
 
-#[path = "mqtt_support/mod.rs"]
-mod mqtt_support;
-
 use std::time::Duration;
 
-use mqtt_support::TestHub;
 use rumqttc::mqttbytes::v4::Packet;
 use rumqttc::mqttbytes::QoS;
 use serde_json::{json, Value};
+use test_support::{spawn_hub, TestHub};
 
 async fn rest(hub: &TestHub, method: reqwest::Method, path: &str, body: Value) -> u16 {
-    let url = format!("http://{}{path}?api-version=2021-04-12", hub.http);
-    let request = reqwest::Client::new()
-        .request(method, url)
-        .header("Authorization", hub.service_token())
-        .header("If-Match", "\"*\"");
-    request.json(&body).send().await.unwrap().status().as_u16()
+    hub.call_with(method, path, Some(body), &[("If-Match", "\"*\"")]).await.status
 }
 
 #[tokio::test]
 async fn desired_changes_are_pushed_and_removals_disconnect() {
-    let hub = TestHub::start().await;
-    let (key, _) = hub.add_device("p1", true).await;
+    let hub = spawn_hub().await;
+    let key = hub.add_device("p1", true).await.primary;
     let mut device = hub.connect("p1", &key).await;
     device.subscribe("$iothub/twin/PATCH/properties/desired/#", QoS::AtMostOnce).await;
 
@@ -81,7 +73,7 @@ async fn desired_changes_are_pushed_and_removals_disconnect() {
         200
     );
     device.expect_closed().await;
-    let (key2, _) = hub.add_device("p2", true).await;
+    let key2 = hub.add_device("p2", true).await.primary;
     let mut second = hub.connect("p2", &key2).await;
     assert_eq!(rest(&hub, reqwest::Method::DELETE, "/devices/p2", json!({})).await, 204);
     second.expect_closed().await;

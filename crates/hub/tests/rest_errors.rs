@@ -1,16 +1,14 @@
 //! Bad inputs through REST: every gate answers in IoT Hub's error shape, the hub keeps serving and
 //! nothing stored is lost.
 
-mod rest_support;
-
 use reqwest::Method;
-use rest_support::{token_for, Reply, TestHub, HOST};
 use serde_json::json;
+use test_support::sas::service_token;
+use test_support::{spawn_hub, Reply, HOST};
 
 #[tokio::test]
 async fn auth_gate() {
-    let dir = tempfile::tempdir().unwrap();
-    let hub = TestHub::start(dir.path()).await;
+    let hub = spawn_hub().await;
     hub.create_device("keep").await;
     let url = hub.url("/devices/keep");
     let send = |token: Option<String>| {
@@ -24,19 +22,19 @@ async fn auth_gate() {
     assert_eq!(send(None).await.error(), "401 IotHubUnauthorizedAccess");
     assert_eq!(send(Some("garbage".into())).await.error(), "401 IotHubUnauthorizedAccess");
     assert_eq!(
-        send(Some(token_for(HOST, &key, "iothubowner", -10))).await.error(),
+        send(Some(service_token(HOST, &key, "iothubowner", -10))).await.error(),
         "401 IotHubUnauthorized"
     );
     assert_eq!(
-        send(Some(token_for(HOST, "Zm9yZ2VkIGtleQ==", "iothubowner", 3600))).await.error(),
+        send(Some(service_token(HOST, "Zm9yZ2VkIGtleQ==", "iothubowner", 3600))).await.error(),
         "401 IotHubUnauthorizedAccess"
     );
     assert_eq!(
-        send(Some(token_for(HOST, &key, "registryRead", 3600))).await.error(),
+        send(Some(service_token(HOST, &key, "registryRead", 3600))).await.error(),
         "401 IotHubUnauthorizedAccess"
     );
     assert_eq!(
-        send(Some(token_for("other.hub", &key, "iothubowner", 3600))).await.error(),
+        send(Some(service_token("other.hub", &key, "iothubowner", 3600))).await.error(),
         "401 IotHubUnauthorizedAccess"
     );
     let device_token =
@@ -44,7 +42,7 @@ async fn auth_gate() {
             .unwrap();
     assert_eq!(send(Some(device_token)).await.error(), "401 IotHubUnauthorizedAccess");
     // Node's field order (sr, sig, skn, se) and an unencoded sr are accepted.
-    let python = token_for(HOST, &key, "iothubowner", 3600);
+    let python = service_token(HOST, &key, "iothubowner", 3600);
     let fields: std::collections::HashMap<&str, &str> = python
         .trim_start_matches("SharedAccessSignature ")
         .split('&')
@@ -61,10 +59,9 @@ async fn auth_gate() {
 
 #[tokio::test]
 async fn api_version_gate() {
-    let dir = tempfile::tempdir().unwrap();
-    let hub = TestHub::start(dir.path()).await;
+    let hub = spawn_hub().await;
     let get = |url: String| {
-        let request = hub.client.get(url).header("Authorization", hub.token());
+        let request = hub.client.get(url).header("Authorization", hub.service_token());
         async move { Reply::read(request.send().await.unwrap()).await }
     };
     let missing = get(format!("{}/devices", hub.base)).await;
@@ -85,8 +82,7 @@ async fn api_version_gate() {
 
 #[tokio::test]
 async fn bad_requests_are_refused_and_state_survives() {
-    let dir = tempfile::tempdir().unwrap();
-    let hub = TestHub::start(dir.path()).await;
+    let hub = spawn_hub().await;
     hub.create_device("keep").await;
     let patched = hub.call(Method::PATCH, "/twins/keep", Some(json!({"tags":{"site":"a"}}))).await;
     assert_eq!(patched.status, 200);

@@ -3,11 +3,9 @@
 
 #![allow(clippy::unwrap_used, reason = "test helpers fail the test loudly on any error")]
 
-mod rest_support;
-
 use reqwest::Method;
-use rest_support::{Reply, TestHub};
 use serde_json::{json, Value};
+use test_support::{spawn_hub, Reply, TestHub};
 
 async fn query(
     hub: &TestHub,
@@ -62,8 +60,7 @@ async fn seed(hub: &TestHub, n: usize) {
 
 #[tokio::test]
 async fn filters_projections_and_aggregates() {
-    let dir = tempfile::tempdir().unwrap();
-    let hub = TestHub::start(dir.path()).await;
+    let hub = spawn_hub().await;
     seed(&hub, 10).await;
 
     let all = query(&hub, "SELECT * FROM devices", None, None).await;
@@ -135,8 +132,7 @@ async fn filters_projections_and_aggregates() {
 
 #[tokio::test]
 async fn paging_is_complete_and_stable_under_writes() {
-    let dir = tempfile::tempdir().unwrap();
-    let hub = TestHub::start(dir.path()).await;
+    let hub = spawn_hub().await;
     seed(&hub, 25).await;
 
     let (rows, pages) = query_all(&hub, "SELECT * FROM devices", 10).await;

@@ -1,16 +1,13 @@
 //! Registry REST flows: create (generated and given keys), get, update with If-Match, list,
 //! statistics, delete, and their error codes.
 
-mod rest_support;
-
 use reqwest::Method;
-use rest_support::TestHub;
 use serde_json::json;
+use test_support::{spawn_hub, Reply};
 
 #[tokio::test]
 async fn device_lifecycle() {
-    let dir = tempfile::tempdir().unwrap();
-    let hub = TestHub::start(dir.path()).await;
+    let hub = spawn_hub().await;
 
     // Create with `"symmetricKey":{}` → 200, generated base64 keys, quoted ETag header.
     let created = hub
@@ -49,7 +46,7 @@ async fn device_lifecycle() {
         .send()
         .await
         .unwrap();
-    assert_eq!(rest_support::Reply::read(stale).await.error(), "412 PreconditionFailed");
+    assert_eq!(Reply::read(stale).await.error(), "412 PreconditionFailed");
     let updated = hub
         .request(Method::PUT, "/devices/d1")
         .header("If-Match", "\"*\"")
@@ -57,7 +54,7 @@ async fn device_lifecycle() {
         .send()
         .await
         .unwrap();
-    let updated = rest_support::Reply::read(updated).await;
+    let updated = Reply::read(updated).await;
     assert_eq!(updated.status, 200, "{updated:?}");
     assert_eq!(updated.body["status"], "disabled");
     assert_eq!(updated.body["statusReason"], "maintenance");
@@ -81,7 +78,7 @@ async fn device_lifecycle() {
         .send()
         .await
         .unwrap();
-    assert_eq!(rest_support::Reply::read(missing).await.error(), "404 DeviceNotFound");
+    assert_eq!(Reply::read(missing).await.error(), "404 DeviceNotFound");
 
     // Given keys are kept; keys that are not base64 → 400.
     let given = hub.call(Method::PUT, "/devices/d2", Some(json!({"authentication":{"type":"sas","symmetricKey":{"primaryKey":"cHJpbWFyeQ==","secondaryKey":"c2Vjb25kYXJ5"}}}))).await;
@@ -122,7 +119,7 @@ async fn device_lifecycle() {
         .send()
         .await
         .unwrap();
-    assert_eq!(rest_support::Reply::read(stale_delete).await.error(), "412 PreconditionFailed");
+    assert_eq!(Reply::read(stale_delete).await.error(), "412 PreconditionFailed");
     let deleted = hub
         .request(Method::DELETE, "/devices/d1")
         .header("If-Match", "\"*\"")

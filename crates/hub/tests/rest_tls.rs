@@ -4,12 +4,9 @@
 
 use std::process::Command;
 
-use hub::{Hub, HubConfig, HubListeners};
 use reqwest::{Certificate, Client};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-
-const HOST: &str = "hub.test";
+use test_support::sas::service_token;
+use test_support::{spawn_hub, HOST};
 
 const PYTHON_CHECK: &str = r#"
 import socket, ssl, sys
@@ -27,30 +24,21 @@ for name in names:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generated_certificates_pass_strict_verification() {
-    let dir = tempfile::tempdir().unwrap();
-    let https = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mqtts = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let listeners =
-        HubListeners { https: Some(https), mqtts: Some(mqtts), ..HubListeners::default() };
-    let shutdown = CancellationToken::new();
-    let handle =
-        Hub::spawn(HubConfig::new(dir.path(), HOST), listeners, shutdown.clone()).await.unwrap();
-    let ca_pem = handle.ca_pem().expect("generated").to_owned();
-    assert_eq!(std::fs::read_to_string(dir.path().join("ca.pem")).unwrap(), ca_pem);
-    let https_port = handle.addrs().https.unwrap().port();
-    let mqtts_port = handle.addrs().mqtts.unwrap().port();
+    let hub = spawn_hub().await;
+    let ca_pem = hub.handle.ca_pem().expect("generated").to_owned();
+    assert_eq!(std::fs::read_to_string(hub.data_dir().join("ca.pem")).unwrap(), ca_pem);
+    let https_port = hub.https.port();
+    let mqtts_port = hub.mqtts.port();
 
     // A rustls client that trusts only the CA, by DNS name and by IP, with a real service token.
     let client = Client::builder()
         .tls_built_in_root_certs(false)
         .add_root_certificate(Certificate::from_pem(ca_pem.as_bytes()).unwrap())
-        .resolve(HOST, handle.addrs().https.unwrap())
-        .resolve("localhost", handle.addrs().https.unwrap())
+        .resolve(HOST, hub.https)
+        .resolve("localhost", hub.https)
         .build()
         .unwrap();
-    let expiry = u64::try_from(chrono::Utc::now().timestamp() + 600).unwrap();
-    let token =
-        protocol::sas::generate(HOST, handle.owner_key(), Some("iothubowner"), expiry).unwrap();
+    let token = service_token(HOST, hub.owner_key(), "iothubowner", 600);
     for base in [
         format!("https://{HOST}:{https_port}"),
         format!("https://localhost:{https_port}"),
@@ -67,7 +55,7 @@ async fn generated_certificates_pass_strict_verification() {
     }
 
     // Python's strict verification, TLS 1.2 and 1.3, on both TLS listeners.
-    let ca_path = dir.path().join("ca.pem");
+    let ca_path = hub.data_dir().join("ca.pem");
     for port in [https_port, mqtts_port] {
         let ca_path = ca_path.clone();
         let output = tokio::task::spawn_blocking(move || {
@@ -101,6 +89,5 @@ async fn generated_certificates_pass_strict_verification() {
             Err(err) => panic!("running python3: {err}"),
         }
     }
-    shutdown.cancel();
-    handle.wait().await;
+    hub.stop().await;
 }

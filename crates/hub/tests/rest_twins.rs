@@ -1,15 +1,12 @@
 //! Twin REST flows: get, merge patch, replace, etags and If-Match, versions and `$metadata`.
 
-mod rest_support;
-
 use reqwest::Method;
-use rest_support::{Reply, TestHub};
 use serde_json::json;
+use test_support::{spawn_hub, Reply};
 
 #[tokio::test]
 async fn twin_get_patch_replace() {
-    let dir = tempfile::tempdir().unwrap();
-    let hub = TestHub::start(dir.path()).await;
+    let hub = spawn_hub().await;
     hub.create_device("t1").await;
 
     let fresh = hub.call(Method::GET, "/twins/t1", None).await;
@@ -109,8 +106,7 @@ async fn twin_get_patch_replace() {
 
 #[tokio::test]
 async fn reported_comes_from_the_device_and_desired_push_has_version() {
-    let dir = tempfile::tempdir().unwrap();
-    let hub = TestHub::start(dir.path()).await;
+    let hub = spawn_hub().await;
     hub.create_device("t2").await;
     let id = protocol::ids::DeviceId::new("t2").unwrap();
     let registry = hub.handle.registry();

@@ -1,16 +1,13 @@
 //! Restart the hub on the same data directory: devices, keys, twins (with versions and etags), the
 //! owner key and deletions are all still there.
 
-mod rest_support;
-
 use reqwest::Method;
-use rest_support::TestHub;
 use serde_json::json;
+use test_support::{spawn_hub, spawn_hub_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn everything_survives_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let hub = TestHub::start(dir.path()).await;
+    let hub = spawn_hub().await;
     let owner_key = hub.handle.owner_key().to_owned();
     let mut keys = Vec::new();
     for idx in 0..50 {
@@ -24,7 +21,7 @@ async fn everything_survives_a_restart() {
     for idx in 0..50 {
         let client = hub.client.clone();
         let url = hub.url(&format!("/twins/r{idx:02}"));
-        let token = hub.token();
+        let token = hub.service_token();
         set.spawn(async move {
             let body = json!({"tags": {"idx": idx}, "properties": {"desired": {"v": idx}}});
             client
@@ -51,9 +48,7 @@ async fn everything_survives_a_restart() {
     assert_eq!(deleted.status(), 204);
     let twin_before = hub.call(Method::GET, "/twins/r07", None).await.body;
     let device_before = hub.call(Method::GET, "/devices/r07", None).await.body;
-    hub.stop().await;
-
-    let hub = TestHub::start(dir.path()).await;
+    let hub = hub.restart().await;
     assert_eq!(hub.handle.owner_key(), owner_key, "the generated owner key is reused");
     let listed = hub.call(Method::GET, "/devices", None).await.body;
     assert_eq!(listed.as_array().unwrap().len(), 49);
@@ -86,10 +81,11 @@ async fn everything_survives_a_restart() {
 
 #[tokio::test]
 async fn a_given_owner_key_is_used() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = hub::HubConfig::new(dir.path(), rest_support::HOST);
-    cfg.owner_key = Some("b3duZXIta2V5LWZvci10ZXN0cw==".into());
-    let hub = TestHub::start_with(cfg).await;
+    let hub = spawn_hub_with(|cfg| {
+        cfg.host_name = "hub.test".into();
+        cfg.owner_key = Some("b3duZXIta2V5LWZvci10ZXN0cw==".into());
+    })
+    .await;
     assert_eq!(hub.handle.owner_key(), "b3duZXIta2V5LWZvci10ZXN0cw==");
     assert_eq!(
         hub.handle.service_connection_string(),
