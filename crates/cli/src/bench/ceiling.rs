@@ -89,8 +89,7 @@ pub(crate) async fn measure(
     sizes: MessageSizes,
     duration: Duration,
 ) -> anyhow::Result<Ceiling> {
-    let listener =
-        TcpListener::bind("127.0.0.1:0").await.context("could not bind the echo listener")?;
+    let listener = super::listen().context("could not bind the echo listener")?;
     let addr: SocketAddr = listener.local_addr()?;
     let mut accepting = JoinSet::new();
     accepting.spawn(accept_all(listener, n_connections));

@@ -41,6 +41,8 @@ use crate::output::Output;
 const HOST: &str = "hubsim-bench.local";
 /// Direct-method calls in flight in the REST measurement.
 const REST_CONCURRENCY: usize = 64;
+/// Listen backlog of the benchmark's listeners (Linux caps it at net.core.somaxconn).
+const LISTEN_BACKLOG: u32 = 4096;
 /// Registry writers running at once while devices are registered.
 const REGISTER_WORKERS: usize = 64;
 
@@ -163,10 +165,9 @@ impl BenchHub {
     /// Starts the hub.
     pub(crate) async fn start() -> anyhow::Result<BenchHub> {
         let dir = tempfile::tempdir().context("could not create a temporary directory")?;
-        let bind = || TcpListener::bind("127.0.0.1:0");
         let listeners = HubListeners {
-            mqtt: Some(bind().await.context("could not bind the MQTT listener")?),
-            http: Some(bind().await.context("could not bind the HTTP listener")?),
+            mqtt: Some(listen().context("could not bind the MQTT listener")?),
+            http: Some(listen().context("could not bind the HTTP listener")?),
             ..HubListeners::default()
         };
         let shutdown = CancellationToken::new();
@@ -193,6 +194,15 @@ impl BenchHub {
         self.shutdown.cancel();
         self.handle.wait().await;
     }
+}
+
+/// A loopback listener on a free port with a listen backlog of [`LISTEN_BACKLOG`]: tokio's default
+/// (128, like std's) overflows in a connect storm, and each dropped SYN costs a 1 s retransmission.
+pub(crate) fn listen() -> std::io::Result<TcpListener> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Registers devices `0..n_devices` with their derived keys, straight in the registry.
