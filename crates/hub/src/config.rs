@@ -54,6 +54,8 @@ pub struct HubConfig {
     pub max_body_bytes: usize,
     /// Settings of the jobs engine.
     pub jobs: crate::jobs::JobsConfig,
+    /// The back-end event broker (`docs/events.md`); `None`: events off.
+    pub events: Option<crate::broker::BrokerConfig>,
 }
 
 impl HubConfig {
@@ -67,6 +69,7 @@ impl HubConfig {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             jobs: crate::jobs::JobsConfig::default(),
+            events: None,
         }
     }
 }

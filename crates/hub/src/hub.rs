@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::{ApiConfig, ApiState, Policy, ServiceAuth};
 use crate::config::{HubConfig, OWNER_POLICY};
+use crate::events::{forward_telemetry, Events};
 use crate::jobs::{Jobs, JobsError};
 use crate::mqtt::{MqttConfig, Sessions};
 use crate::registry::{Registry, RegistryError};
@@ -32,6 +33,8 @@ pub const DATABASE_FILE: &str = "hubsim.db";
 pub const OWNER_KEY_FILE: &str = "owner.key";
 /// How often activity and connection times are persisted.
 const ACTIVITY_FLUSH_INTERVAL: Duration = Duration::from_secs(2);
+/// Telemetry messages waiting to be turned into events.
+const TELEMETRY_EVENTS_CAPACITY: usize = 4096;
 
 /// The hub entry point.
 pub struct Hub;
@@ -57,6 +60,7 @@ pub struct HubHandle {
     registry: Registry,
     sessions: Sessions,
     jobs: Jobs,
+    events: Events,
     store: Store,
     addrs: HubAddrs,
     tasks: TaskTracker,
@@ -75,6 +79,8 @@ pub struct HubAddrs {
     pub https: Option<SocketAddr>,
     /// Plain REST.
     pub http: Option<SocketAddr>,
+    /// The back-end event broker (MQTT), when events are on.
+    pub events: Option<SocketAddr>,
 }
 
 /// Why the hub could not start.
@@ -106,6 +112,9 @@ pub enum HubError {
     /// A listener's local address could not be read.
     #[error("listener: {0}")]
     Listener(std::io::Error),
+    /// The event broker could not start.
+    #[error("events: {0}")]
+    Events(#[from] crate::broker::BrokerError),
 }
 
 impl Hub {
@@ -130,7 +139,7 @@ impl Hub {
         } else {
             None
         };
-        let addrs = local_addrs(&listeners)?;
+        let mut addrs = local_addrs(&listeners)?;
 
         let store_tasks = TaskTracker::new();
         let store = Store::open(&cfg.data_dir.join(DATABASE_FILE), &store_tasks)?;
@@ -138,19 +147,23 @@ impl Hub {
         let sessions =
             Sessions::new(registry.clone(), MqttConfig { host_name: cfg.host_name.clone() });
         let tasks = TaskTracker::new();
-        let jobs = crate::jobs::spawn(
-            cfg.jobs.clone(),
-            registry.clone(),
-            sessions.clone(),
-            store.clone(),
-            shutdown.clone(),
-            &tasks,
-        )
-        .await?;
         let auth = ServiceAuth {
             host_name: cfg.host_name.clone(),
             policies: vec![Policy { name: OWNER_POLICY.to_owned(), keys: vec![owner_key_bytes] }],
         };
+        let events = start_events(&cfg, &auth, &sessions, &shutdown, &tasks).await?;
+        addrs.events = events.addr;
+        registry.set_events(events.events.clone());
+        let jobs = crate::jobs::spawn_with_events(
+            cfg.jobs.clone(),
+            registry.clone(),
+            sessions.clone(),
+            store.clone(),
+            events.events.clone(),
+            shutdown.clone(),
+            &tasks,
+        )
+        .await?;
         let state = ApiState {
             registry: registry.clone(),
             sessions: sessions.clone(),
@@ -173,6 +186,7 @@ impl Hub {
         tracing::info!(
             host_name = %cfg.host_name,
             mqtts = ?addrs.mqtts, mqtt = ?addrs.mqtt, https = ?addrs.https, http = ?addrs.http,
+            events = ?addrs.events,
             devices = registry.device_count(),
             "hub started"
         );
@@ -183,6 +197,7 @@ impl Hub {
             registry,
             sessions,
             jobs,
+            events: events.events,
             store,
             addrs,
             tasks,
@@ -231,6 +246,11 @@ impl HubHandle {
         &self.jobs
     }
 
+    /// The back-end event stream (disabled when events are off); its counters belong in `/metrics`.
+    pub fn events(&self) -> &Events {
+        &self.events
+    }
+
     /// The store.
     pub fn store(&self) -> &Store {
         &self.store
@@ -262,6 +282,32 @@ impl HubHandle {
     }
 }
 
+/// The event broker, when configured, and the handle the hub publishes through.
+struct StartedEvents {
+    events: Events,
+    addr: Option<SocketAddr>,
+}
+
+/// Starts the event broker when `cfg.events` is set and forwards device telemetry to it.
+async fn start_events(
+    cfg: &HubConfig,
+    auth: &ServiceAuth,
+    sessions: &Sessions,
+    shutdown: &CancellationToken,
+    tasks: &TaskTracker,
+) -> Result<StartedEvents, HubError> {
+    let Some(broker_cfg) = cfg.events.clone() else {
+        return Ok(StartedEvents { events: Events::disabled(), addr: None });
+    };
+    let broker = crate::broker::start(broker_cfg, auth.clone(), shutdown.clone(), tasks).await?;
+    // Full channel: the device endpoint drops and counts the message (the device is still acked).
+    if let Some(telemetry) = sessions.telemetry_receiver(TELEMETRY_EVENTS_CAPACITY) {
+        let forward = forward_telemetry(telemetry, broker.events().clone(), shutdown.clone());
+        tasks.spawn(forward);
+    }
+    Ok(StartedEvents { events: broker.events().clone(), addr: Some(broker.addr()) })
+}
+
 async fn flush_activity(registry: Registry, shutdown: CancellationToken) {
     let mut ticker = tokio::time::interval(ACTIVITY_FLUSH_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -286,6 +332,7 @@ fn local_addrs(listeners: &HubListeners) -> Result<HubAddrs, HubError> {
         mqtt: addr(&listeners.mqtt)?,
         https: addr(&listeners.https)?,
         http: addr(&listeners.http)?,
+        events: None,
     })
 }
 

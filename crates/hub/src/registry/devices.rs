@@ -10,6 +10,8 @@ use parking_lot::Mutex;
 use protocol::device::{AuthenticationType, Device, DeviceRequest, DeviceStatus};
 use protocol::ids::DeviceId;
 
+use crate::events::{HubEvent, LifecycleOp};
+
 use super::persist::{self, Row};
 use super::record::{self, Identity, Record};
 use super::{DeviceWrite, IfMatch, Registry, RegistryError};
@@ -60,6 +62,11 @@ impl Registry {
             (device, row)
         };
         persist::PendingWrite(row).commit(self).await?;
+        self.events().publish(
+            self.get_twin(id)
+                .ok()
+                .and_then(|twin| HubEvent::identity_lifecycle(LifecycleOp::Created, &twin)),
+        );
         Ok(device)
     }
 
@@ -106,6 +113,7 @@ impl Registry {
         id: &DeviceId,
         if_match: &IfMatch,
     ) -> Result<(), RegistryError> {
+        let twin = self.get_twin(id).ok();
         let row = {
             let mut devices = self.inner.devices.write();
             let record = devices
@@ -120,7 +128,11 @@ impl Registry {
         };
         self.inner.tags.lock().remove(id);
         self.inner.dirty_activity.lock().remove(id);
-        persist::PendingWrite(row).commit(self).await
+        persist::PendingWrite(row).commit(self).await?;
+        self.events().publish(
+            twin.and_then(|twin| HubEvent::identity_lifecycle(LifecycleOp::Deleted, &twin)),
+        );
+        Ok(())
     }
 }
 

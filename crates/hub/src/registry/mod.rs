@@ -36,6 +36,7 @@ use protocol::ids::DeviceId;
 use protocol::twin::{ServiceTwin, TwinError};
 use serde_json::Value;
 
+use crate::events::{Events, HubEvent};
 use crate::store::{Store, StoreError};
 use record::Record;
 pub use twin_query::QueryPage;
@@ -56,6 +57,8 @@ struct Inner {
     dirty_activity: Mutex<HashSet<DeviceId>>,
     /// Rows waiting for the store (see `persist`).
     rows: Arc<persist::RowQueue>,
+    /// Where lifecycle, twin and connection-state changes are published (set once by the hub).
+    events: std::sync::OnceLock<Events>,
 }
 
 /// Base64-decoded keys and status used to authenticate a device's CONNECT.
@@ -202,9 +205,20 @@ impl Registry {
                 store,
                 seq: AtomicU64::new(loaded.next_seq),
                 dirty_activity: Mutex::new(HashSet::new()),
+                events: std::sync::OnceLock::new(),
                 rows: Arc::default(),
             }),
         })
+    }
+
+    /// Publishes this registry's changes (identity lifecycle, twin changes, connection state)
+    /// on `events` from now on; only the first call has an effect.
+    pub fn set_events(&self, events: Events) {
+        let _ = self.inner.events.set(events);
+    }
+
+    fn events(&self) -> &Events {
+        self.inner.events.get().unwrap_or(Events::disabled_ref())
     }
 
     /// The store this registry persists to.
@@ -256,6 +270,9 @@ impl Registry {
         if let Some(write) = write {
             write.commit(self).await?;
         }
+        self.events().publish(update.written.then(|| {
+            HubEvent::reported_patched(device, &patch, update.reported_version, update.twin_version)
+        }));
         Ok(update.reported_version)
     }
 
@@ -275,6 +292,8 @@ impl Registry {
         };
         guard.identity.connection_state_updated_time = Some(at);
         drop(guard);
+        self.events()
+            .publish(HubEvent::connection_state(device, change == ConnectionChange::Connected));
         self.inner.dirty_activity.lock().insert(device.clone());
     }
 

@@ -9,6 +9,8 @@ use protocol::ids::DeviceId;
 use protocol::twin::{ServiceTwin, TwinIdentity, TwinPatch};
 use serde_json::{Map, Value};
 
+use crate::events::HubEvent;
+
 use super::persist;
 use super::record::Record;
 use super::{IfMatch, Registry, RegistryError, TwinWrite};
@@ -43,6 +45,12 @@ impl Registry {
         if let Some(pending) = pending {
             pending.commit(self).await?;
         }
+        self.events().publish(HubEvent::twin_patched(
+            id,
+            patch,
+            write.desired_push.as_ref(),
+            write.twin.version,
+        ));
         Ok(write)
     }
 
@@ -66,6 +74,11 @@ impl Registry {
         if let Some(pending) = pending {
             pending.commit(self).await?;
         }
+        self.events().publish(HubEvent::twin_replaced(
+            &write.twin,
+            tags.is_some(),
+            desired.is_some(),
+        ));
         Ok(write)
     }
 
@@ -86,6 +99,12 @@ impl Registry {
         if let Some(pending) = pending {
             pending.commit(self).await?;
         }
+        self.events().publish(HubEvent::twin_patched(
+            id,
+            patch,
+            push.as_ref(),
+            self.get_twin(id).map_or(0, |twin| twin.version),
+        ));
         Ok(push)
     }
 
@@ -122,6 +141,16 @@ impl Registry {
                 outcomes[idx].1 =
                     Err(RegistryError::Store(crate::store::StoreError::Commit(message.clone())));
             }
+        }
+        for (id, push) in
+            outcomes.iter().filter_map(|(id, outcome)| Some((id, outcome.as_ref().ok()?)))
+        {
+            self.events().publish(HubEvent::twin_patched(
+                id,
+                patch,
+                push.as_ref(),
+                self.get_twin(id).map_or(0, |twin| twin.version),
+            ));
         }
         outcomes
     }
