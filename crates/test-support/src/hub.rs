@@ -8,7 +8,7 @@
 //! without a drain (a test that needs a crash runs the hub on a runtime it can drop).
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use hub::{Hub, HubConfig, HubHandle, HubListeners};
 use protocol::device::DeviceRequest;
@@ -35,7 +35,23 @@ pub struct TestHub {
     pub client: reqwest::Client,
     shutdown: CancellationToken,
     cfg: HubConfig,
-    dir: tempfile::TempDir,
+    dir: DataDir,
+}
+
+/// Where the hub's data lives: a temp dir the [`TestHub`] owns, or a dir the test owns (so it
+/// outlives a hub the test kills).
+enum DataDir {
+    Temp(tempfile::TempDir),
+    Given(PathBuf),
+}
+
+impl DataDir {
+    fn path(&self) -> &Path {
+        match self {
+            DataDir::Temp(dir) => dir.path(),
+            DataDir::Given(path) => path,
+        }
+    }
 }
 
 /// The two SAS keys (base64) of a device registered with [`TestHub::add_device`].
@@ -45,6 +61,17 @@ pub struct DeviceKeys {
     pub primary: String,
     /// The secondary key.
     pub secondary: String,
+}
+
+impl DeviceKeys {
+    /// The keys [`TestHub::add_device`] gives `id`: fixed per id, so a test (or a restarted hub's
+    /// devices) can derive them again.
+    pub fn for_device(id: &str) -> DeviceKeys {
+        DeviceKeys {
+            primary: protocol::sas::encode_key(format!("primary key of {id} .....").as_bytes()),
+            secondary: protocol::sas::encode_key(format!("secondary key of {id} ...").as_bytes()),
+        }
+    }
 }
 
 /// Starts a hub with the default test config: host [`HOST`], data in a fresh temp dir.
@@ -57,7 +84,15 @@ pub async fn spawn_hub_with(tweak: impl FnOnce(&mut HubConfig)) -> TestHub {
     let dir = tempfile::tempdir().expect("a temp dir for the hub's data");
     let mut cfg = HubConfig::new(dir.path(), HOST);
     tweak(&mut cfg);
-    TestHub::start(cfg, dir).await
+    TestHub::start(cfg, DataDir::Temp(dir)).await
+}
+
+/// Starts a hub on `dir`, a data dir the test owns (for a restart after a crash the test causes
+/// itself); `tweak` adjusts the config first.
+pub async fn spawn_hub_in(dir: &Path, tweak: impl FnOnce(&mut HubConfig)) -> TestHub {
+    let mut cfg = HubConfig::new(dir, HOST);
+    tweak(&mut cfg);
+    TestHub::start(cfg, DataDir::Given(dir.to_owned())).await
 }
 
 async fn bind() -> TcpListener {
@@ -65,7 +100,7 @@ async fn bind() -> TcpListener {
 }
 
 impl TestHub {
-    async fn start(cfg: HubConfig, dir: tempfile::TempDir) -> TestHub {
+    async fn start(cfg: HubConfig, dir: DataDir) -> TestHub {
         let listeners = HubListeners {
             mqtt: Some(bind().await),
             mqtts: Some(bind().await),
@@ -93,8 +128,8 @@ impl TestHub {
         }
     }
 
-    /// Cancels the hub and waits (at most [`WAIT`] twice over) for it to drain; the temp dir goes
-    /// with it.
+    /// Cancels the hub and waits (at most [`WAIT`] twice over) for it to drain; an owned temp dir
+    /// goes with it.
     pub async fn stop(self) {
         self.drain().await;
     }
@@ -137,11 +172,10 @@ impl TestHub {
         self.dir.path()
     }
 
-    /// Registers `id` (enabled or disabled) directly in the registry, with keys derived from the
-    /// id; returns the keys.
+    /// Registers `id` (enabled or disabled) directly in the registry, with the keys
+    /// [`DeviceKeys::for_device`] derives from the id; returns the keys.
     pub async fn add_device(&self, id: &str, enabled: bool) -> DeviceKeys {
-        let primary = protocol::sas::encode_key(format!("primary key of {id} .....").as_bytes());
-        let secondary = protocol::sas::encode_key(format!("secondary key of {id} ...").as_bytes());
+        let DeviceKeys { primary, secondary } = DeviceKeys::for_device(id);
         let status = if enabled { "enabled" } else { "disabled" };
         let body = serde_json::json!({
             "deviceId": id,
@@ -178,5 +212,5 @@ impl TestHub {
 /// What outlives a drained hub, for a restart.
 struct Remains {
     cfg: HubConfig,
-    dir: tempfile::TempDir,
+    dir: DataDir,
 }
