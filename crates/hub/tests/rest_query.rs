@@ -146,13 +146,9 @@ async fn paging_is_complete_and_stable_under_writes() {
     let token = first.header("x-ms-continuation").unwrap().to_owned();
     hub.create_device("aaa-before-cursor").await;
     hub.create_device("zzz-after-cursor").await;
-    let deleted = hub
-        .request(Method::DELETE, "/devices/dev012")
-        .header("If-Match", "\"*\"")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(deleted.status(), 204);
+    let deleted =
+        hub.call_with(Method::DELETE, "/devices/dev012", None, &[("If-Match", "\"*\"")]).await;
+    assert_eq!(deleted.status, 204);
     let mut seen = ids(first.body.as_array().unwrap());
     let mut token = Some(token);
     while let Some(current) = token {

@@ -3,7 +3,7 @@
 
 use reqwest::Method;
 use serde_json::json;
-use test_support::{spawn_hub, Reply};
+use test_support::spawn_hub;
 
 #[tokio::test]
 async fn device_lifecycle() {
@@ -40,21 +40,22 @@ async fn device_lifecycle() {
 
     // Update with a stale etag → 412; with "*" → 200 and a new etag; keys kept when not given.
     let stale = hub
-        .request(Method::PUT, "/devices/d1")
-        .header("If-Match", "\"OTk=\"")
-        .json(&json!({"status":"disabled"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(Reply::read(stale).await.error(), "412 PreconditionFailed");
+        .call_with(
+            Method::PUT,
+            "/devices/d1",
+            Some(json!({"status":"disabled"})),
+            &[("If-Match", "\"OTk=\"")],
+        )
+        .await;
+    assert_eq!(stale.error(), "412 PreconditionFailed");
     let updated = hub
-        .request(Method::PUT, "/devices/d1")
-        .header("If-Match", "\"*\"")
-        .json(&json!({"deviceId":"d1","status":"disabled","statusReason":"maintenance"}))
-        .send()
-        .await
-        .unwrap();
-    let updated = Reply::read(updated).await;
+        .call_with(
+            Method::PUT,
+            "/devices/d1",
+            Some(json!({"deviceId":"d1","status":"disabled","statusReason":"maintenance"})),
+            &[("If-Match", "\"*\"")],
+        )
+        .await;
     assert_eq!(updated.status, 200, "{updated:?}");
     assert_eq!(updated.body["status"], "disabled");
     assert_eq!(updated.body["statusReason"], "maintenance");
@@ -62,23 +63,20 @@ async fn device_lifecycle() {
     assert_eq!(updated.body["authentication"]["symmetricKey"]["primaryKey"], primary.as_str());
     // The real etag (quoted or not) matches.
     let with_etag = hub
-        .request(Method::PUT, "/devices/d1")
-        .header("If-Match", "MQ==")
-        .json(&json!({"status":"enabled"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(with_etag.status(), 200);
+        .call_with(
+            Method::PUT,
+            "/devices/d1",
+            Some(json!({"status":"enabled"})),
+            &[("If-Match", "MQ==")],
+        )
+        .await;
+    assert_eq!(with_etag.status, 200);
 
     // Update of a missing device → 404.
     let missing = hub
-        .request(Method::PUT, "/devices/ghost")
-        .header("If-Match", "\"*\"")
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(Reply::read(missing).await.error(), "404 DeviceNotFound");
+        .call_with(Method::PUT, "/devices/ghost", Some(json!({})), &[("If-Match", "\"*\"")])
+        .await;
+    assert_eq!(missing.error(), "404 DeviceNotFound");
 
     // Given keys are kept; keys that are not base64 → 400.
     let given = hub.call(Method::PUT, "/devices/d2", Some(json!({"authentication":{"type":"sas","symmetricKey":{"primaryKey":"cHJpbWFyeQ==","secondaryKey":"c2Vjb25kYXJ5"}}}))).await;
@@ -113,20 +111,12 @@ async fn device_lifecycle() {
     assert_eq!(service.body, json!({"connectedDeviceCount":0}));
 
     // Delete: stale etag → 412, "*" → 204, then 404 everywhere.
-    let stale_delete = hub
-        .request(Method::DELETE, "/devices/d1")
-        .header("If-Match", "\"MA==\"")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(Reply::read(stale_delete).await.error(), "412 PreconditionFailed");
-    let deleted = hub
-        .request(Method::DELETE, "/devices/d1")
-        .header("If-Match", "\"*\"")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(deleted.status(), 204);
+    let stale_delete =
+        hub.call_with(Method::DELETE, "/devices/d1", None, &[("If-Match", "\"MA==\"")]).await;
+    assert_eq!(stale_delete.error(), "412 PreconditionFailed");
+    let deleted =
+        hub.call_with(Method::DELETE, "/devices/d1", None, &[("If-Match", "\"*\"")]).await;
+    assert_eq!(deleted.status, 204);
     assert_eq!(hub.call(Method::GET, "/devices/d1", None).await.error(), "404 DeviceNotFound");
     assert_eq!(hub.call(Method::GET, "/twins/d1", None).await.error(), "404 DeviceNotFound");
     assert_eq!(hub.call(Method::DELETE, "/devices/d1", None).await.error(), "404 DeviceNotFound");

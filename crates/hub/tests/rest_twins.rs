@@ -2,7 +2,7 @@
 
 use reqwest::Method;
 use serde_json::json;
-use test_support::{spawn_hub, Reply};
+use test_support::spawn_hub;
 
 #[tokio::test]
 async fn twin_get_patch_replace() {
@@ -26,13 +26,8 @@ async fn twin_get_patch_replace() {
     // PATCH with the current etag (quoted, as the SDKs send it).
     let patch = json!({"tags": {"site": "b43", "floor": 3}, "properties": {"desired": {"rate": 5, "mode": {"a": 1}}}});
     let patched = hub
-        .request(Method::PATCH, "/twins/t1")
-        .header("If-Match", "\"AAAAAAAAAAE=\"")
-        .json(&patch)
-        .send()
-        .await
-        .unwrap();
-    let patched = Reply::read(patched).await;
+        .call_with(Method::PATCH, "/twins/t1", Some(patch), &[("If-Match", "\"AAAAAAAAAAE=\"")])
+        .await;
     assert_eq!(patched.status, 200, "{patched:?}");
     let twin = &patched.body;
     assert_eq!(twin["tags"], json!({"site": "b43", "floor": 3}));
@@ -46,22 +41,17 @@ async fn twin_get_patch_replace() {
 
     // The old etag no longer matches → 412; the wildcard always does.
     let stale = hub
-        .request(Method::PATCH, "/twins/t1")
-        .header("If-Match", "\"AAAAAAAAAAE=\"")
-        .json(&json!({"tags":{"x":1}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(Reply::read(stale).await.error(), "412 PreconditionFailed");
+        .call_with(
+            Method::PATCH,
+            "/twins/t1",
+            Some(json!({"tags":{"x":1}})),
+            &[("If-Match", "\"AAAAAAAAAAE=\"")],
+        )
+        .await;
+    assert_eq!(stale.error(), "412 PreconditionFailed");
     let deletion = json!({"properties": {"desired": {"mode": null}}});
-    let merged = hub
-        .request(Method::PATCH, "/twins/t1")
-        .header("If-Match", "\"*\"")
-        .json(&deletion)
-        .send()
-        .await
-        .unwrap();
-    let merged = Reply::read(merged).await;
+    let merged =
+        hub.call_with(Method::PATCH, "/twins/t1", Some(deletion), &[("If-Match", "\"*\"")]).await;
     assert_eq!(merged.status, 200);
     assert!(merged.body["properties"]["desired"].get("mode").is_none());
     assert_eq!(merged.body["properties"]["desired"]["rate"], 5);

@@ -39,13 +39,9 @@ async fn everything_survives_a_restart() {
     }
     let id = protocol::ids::DeviceId::new("r07").unwrap();
     hub.handle.registry().patch_reported(&id, json!({"fw": "1.2"}), None).await.unwrap();
-    let deleted = hub
-        .request(Method::DELETE, "/devices/r49")
-        .header("If-Match", "\"*\"")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(deleted.status(), 204);
+    let deleted =
+        hub.call_with(Method::DELETE, "/devices/r49", None, &[("If-Match", "\"*\"")]).await;
+    assert_eq!(deleted.status, 204);
     let twin_before = hub.call(Method::GET, "/twins/r07", None).await.body;
     let device_before = hub.call(Method::GET, "/devices/r07", None).await.body;
     let hub = hub.restart().await;
