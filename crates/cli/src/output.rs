@@ -92,6 +92,12 @@ impl Progress {
         self.bar.set_message(message);
     }
 
+    /// Restarts the elapsed time, rate and ETA (when the work itself begins, after a wait).
+    pub(crate) fn restart_clock(&self) {
+        self.bar.reset_elapsed();
+        self.bar.reset_eta();
+    }
+
     /// Removes the bar from the terminal.
     pub(crate) fn finish(&self) {
         self.bar.finish_and_clear();

@@ -21,7 +21,7 @@ use anyhow::Context as _;
 use clap::Args;
 use fleet::{DevicePlan, FleetConfig, FleetStats, Profile, Shard, Target};
 use protocol::ids::JobId;
-use protocol::job::{DeviceJob, JobAction, JobRequest, JobResponse};
+use protocol::job::{DeviceJob, JobAction, JobRequest, JobResponse, JobStatus};
 use protocol::method::CloudToDeviceMethod;
 use serde_json::{json, Value};
 use service::{ServiceClient, ServiceConfig};
@@ -267,10 +267,16 @@ async fn follow(
     let deadline = Instant::now() + start_wait + Duration::from_secs(MAX_EXECUTION_SECS + 30);
     let progress = out.progress(0);
     let mut ticker = tokio::time::interval(POLL_INTERVAL);
+    let mut running = false;
     loop {
         ticker.tick().await;
         let job =
             client.get_job(job_id).await.with_context(|| format!("could not read job {job_id}"))?;
+        if !running && !matches!(job.status, JobStatus::Queued | JobStatus::Scheduled) {
+            // Rate and ETA count from the job's start, not from the wait before it.
+            running = true;
+            progress.restart_clock();
+        }
         let stats = job.device_job_statistics.unwrap_or_default();
         let message = match job.start_time.filter(|_| !job.status.is_terminal()) {
             Some(start) if start > chrono::Utc::now() => {
