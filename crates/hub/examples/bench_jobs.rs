@@ -1,13 +1,16 @@
-//! Jobs benchmark: device-ops/s of method and twin jobs at 1k and 10k connected devices, how close to
-//! its startTime a job starts, and (with `--crash`) a SIGKILL of the hub in the middle of a 10k-device
-//! job followed by a restart that must finish the job without repeating any device.
+//! Jobs crash check: SIGKILL the hub in the middle of a 10k-device method job and of a twin job,
+//! restart it, and check that each job finishes without invoking or patching any device twice.
 //!
-//! The hub runs in a child process (this binary with `hub DIR N MQTT_PORT HTTP_PORT`), so the hub and
-//! the simulated devices each get their own file-descriptor budget and the child can be killed.
-//! Devices are minimal MQTT clients on rumqttc's codec that answer every method with 200 (optionally
-//! after a delay) and reconnect when the hub goes away.
+//! Throughput and start accuracy of jobs moved to `hubsim bench` (see docs/benchmarks.md), which
+//! runs them side by side with the machine's TCP ceiling; this example keeps what `hubsim bench`
+//! does not do: killing the hub.
 //!
-//! `cargo run --release -p hub --example bench_jobs -- [--devices 1000,10000] [--crash]`
+//! The hub runs in a child process (this binary with `hub DIR N MQTT_PORT HTTP_PORT`), so it can be
+//! killed and the simulated devices keep their own file-descriptor budget. Devices are minimal MQTT
+//! clients on rumqttc's codec that answer every method with 200 after a delay and reconnect when the
+//! hub goes away.
+//!
+//! `cargo run --release -p hub --example bench_jobs -- [--devices 10000]`
 
 #![allow(clippy::print_stdout, reason = "a benchmark reports on stdout")]
 #![allow(clippy::unwrap_used, reason = "a benchmark may stop at the first failure")]
@@ -20,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use hub::{Hub, HubConfig, HubListeners};
 use protocol::device::DeviceRequest;
 use protocol::ids::DeviceId;
@@ -428,93 +431,16 @@ impl Rest {
     }
 }
 
-/// A record timestamp; "never" (`0001-01-01`) and the far-future sentinel read as absent.
-fn stamp(value: &Value) -> Option<DateTime<Utc>> {
-    let at = value.as_str().and_then(|text| protocol::time::parse_timestamp(text).ok())?;
-    (2000..9999).contains(&chrono::Datelike::year(&at)).then_some(at)
-}
-
-fn millis(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
-    (to - from).num_microseconds().unwrap_or(0) as f64 / 1000.0
-}
-
-/// Runs one job on every device and reports its throughput and start accuracy.
-async fn measure_job(
-    rest: &Rest,
-    kind: &str,
-    job_id: &str,
-    n_devices: usize,
-) -> Result<(), BoxError> {
-    let start_at = Utc::now() + chrono::Duration::milliseconds(1500);
-    let start_text = start_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let start_at = protocol::time::parse_timestamp(&start_text)?;
-    let body = match kind {
-        "method" => {
-            json!({"type": "scheduleDeviceMethod", "cloudToDeviceMethod": {"methodName": "ping", "payload": {"n": 1}, "responseTimeoutInSeconds": 30}, "queryCondition": "*", "startTime": start_text, "maxExecutionTimeInSeconds": 600})
-        }
-        _ => {
-            json!({"type": "scheduleUpdateTwin", "updateTwin": {"etag": "*", "properties": {"desired": {"bench": job_id}}}, "queryCondition": "*", "startTime": start_text, "maxExecutionTimeInSeconds": 600})
-        }
-    };
-    rest.call(reqwest::Method::PUT, &format!("/jobs/v2/{job_id}"), Some(body), &[]).await?;
-    let job = rest
-        .wait_job(job_id, |job| job["status"] == "completed" || job["status"] == "failed")
-        .await?;
-    let records = rest
-        .query_all(&format!("SELECT * FROM devices.jobs WHERE devices.jobs.jobId = '{job_id}'"))
-        .await?;
-    let created =
-        records.iter().filter_map(|r| stamp(&r["createdDateTimeUtc"])).min().ok_or("no records")?;
-    let first_op =
-        records.iter().filter_map(|r| stamp(&r["startTimeUtc"])).min().ok_or("no records")?;
-    let last_end =
-        records.iter().filter_map(|r| stamp(&r["endTimeUtc"])).max().ok_or("no records")?;
-    let ok = job["deviceJobStatistics"]["succeededCount"].as_u64().unwrap_or(0);
-    let run_ms = millis(start_at, last_end);
-    println!(
-        "{kind:>6} job, {n_devices:>5} devices: status {} ({ok} succeeded, {} records), start +{:.1} ms (first device op +{:.1} ms), all done in {:.0} ms -> {:.0} device-ops/s",
-        job["status"].as_str().unwrap_or("?"),
-        records.len(),
-        millis(start_at, created),
-        millis(start_at, first_op),
-        run_ms,
-        n_devices as f64 / (run_ms / 1000.0),
-    );
-    Ok(())
-}
-
 async fn run_bench(args: &[String]) -> Result<(), BoxError> {
-    let mut sizes = vec![1000, 10_000];
-    let mut crash = false;
+    let mut n_devices = 10_000;
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         match arg.as_str() {
-            "--devices" => {
-                sizes = iter
-                    .next()
-                    .ok_or("--devices needs a list")?
-                    .split(',')
-                    .map(str::parse)
-                    .collect::<Result<_, _>>()?
-            }
-            "--crash" => crash = true,
+            "--devices" => n_devices = iter.next().ok_or("--devices needs a count")?.parse()?,
             other => return Err(format!("unknown argument {other:?}").into()),
         }
     }
-    for &n_devices in &sizes {
-        let dir = tempfile::tempdir()?;
-        let hub = start_hub(dir.path(), n_devices, (free_port()?, free_port()?))?;
-        let fleet = Fleet::connect(hub.mqtt, n_devices, Duration::ZERO).await;
-        let rest = Rest::new(&hub);
-        measure_job(&rest, "method", &format!("bench-method-{n_devices}"), n_devices).await?;
-        measure_job(&rest, "twin", &format!("bench-twin-{n_devices}"), n_devices).await?;
-        fleet.stop().await;
-        hub.stop()?;
-    }
-    if crash {
-        crash_run(*sizes.iter().max().unwrap_or(&10_000)).await?;
-    }
-    Ok(())
+    crash_run(n_devices).await
 }
 
 /// SIGKILLs the hub in the middle of a method job and of a twin job, restarts it, and checks the outcome.
