@@ -13,7 +13,7 @@ use hub::mqtt::MethodCall;
 use rumqttc::mqttbytes::v4::{Packet, Publish};
 use rumqttc::mqttbytes::QoS;
 use serde_json::Value;
-use test_support::{device_id, spawn_hub, RawClient, TestHub};
+use test_support::{device_id, rid, spawn_hub, RawClient, TestHub};
 
 /// The hub still serves: `id` connects and answers a twin GET.
 async fn hub_still_serves(hub: &TestHub, id: &str, key: &str) {
@@ -66,16 +66,12 @@ async fn foreign_topics_close_only_the_offender() {
     tokio::pin!(invoke);
     assert!(futures::poll!(&mut invoke).is_pending());
     let request = victim.next_publish().await;
-    let rid = request.topic.rsplit("$rid=").next().unwrap().to_owned();
+    let rid = rid(&request.topic);
     let mut forger = hub.connect("a1", &key1).await;
-    forger
-        .publish(&format!("$iothub/methods/res/666/?$rid={rid}"), QoS::AtLeastOnce, b"\"forged\"")
-        .await;
+    forger.answer_method(&rid, 666, QoS::AtLeastOnce, b"\"forged\"").await;
     assert!(matches!(forger.recv().await, Some(Packet::PubAck(_))));
     assert!(futures::poll!(&mut invoke).is_pending(), "a1 completed a2's call");
-    victim
-        .publish(&format!("$iothub/methods/res/200/?$rid={rid}"), QoS::AtLeastOnce, b"\"real\"")
-        .await;
+    victim.answer_method(&rid, 200, QoS::AtLeastOnce, b"\"real\"").await;
     let answer = invoke.await.unwrap();
     assert_eq!((answer.status, answer.payload), (200, Value::from("real")));
 

@@ -13,7 +13,7 @@ use hub::mqtt::{MethodCall, MethodCallError, MethodResponse};
 use protocol::topic::HubPublish;
 use rumqttc::mqttbytes::QoS;
 use serde_json::{json, Value};
-use test_support::{device_id, spawn_hub, RawClient};
+use test_support::{device_id, rid, spawn_hub, RawClient};
 use tokio::net::TcpStream;
 
 fn call(name: &str, payload: Value, response_secs: u64, connect_secs: u64) -> MethodCall {
@@ -33,9 +33,7 @@ async fn answer_next(client: &mut RawClient<TcpStream>, status: i32) -> (String,
     };
     let payload: Value = serde_json::from_slice(&request.payload).unwrap();
     let body = serde_json::to_vec(&json!({ "echo": payload })).unwrap();
-    client
-        .publish(&format!("$iothub/methods/res/{status}/?$rid={rid}"), QoS::AtLeastOnce, &body)
-        .await;
+    client.answer_method(&rid, status, QoS::AtLeastOnce, &body).await;
     (name, payload)
 }
 
@@ -64,8 +62,8 @@ async fn invoke_in_process_and_over_rest() {
     let respond = async {
         let request = client.next_publish().await;
         assert_eq!(&request.payload[..], b"\"\"");
-        let rid = request.topic.rsplit("$rid=").next().unwrap().to_owned();
-        client.publish(&format!("$iothub/methods/res/500/?$rid={rid}"), QoS::AtMostOnce, b"").await;
+        let rid = rid(&request.topic);
+        client.answer_method(&rid, 500, QoS::AtMostOnce, b"").await;
     };
     let (answer, ()) = tokio::join!(invoke, respond);
     assert_eq!(answer.unwrap(), MethodResponse { status: 500, payload: Value::Null });
@@ -137,8 +135,8 @@ async fn device_that_never_answers_times_out() {
     // A late answer to the timed-out call is ignored and the connection stays usable.
     let request = client.next_publish().await;
     assert_eq!(request.qos, QoS::AtMostOnce, "method requests go at QoS 0");
-    let rid = request.topic.rsplit("$rid=").next().unwrap().to_owned();
-    client.publish(&format!("$iothub/methods/res/200/?$rid={rid}"), QoS::AtLeastOnce, b"{}").await;
+    let rid = rid(&request.topic);
+    client.answer_method(&rid, 200, QoS::AtLeastOnce, b"{}").await;
 
     let (status, error) =
         hub.post_method("m3", &json!({"methodName":"slow","responseTimeoutInSeconds":5})).await;

@@ -13,7 +13,7 @@ use hub::mqtt::{MethodCall, MethodResponse};
 use rumqttc::mqttbytes::v4::{Connect, Packet};
 use rumqttc::mqttbytes::QoS;
 use serde_json::{json, Value};
-use test_support::{device_id, spawn_hub, wait_for, RawClient, TestHub, WAIT};
+use test_support::{device_id, rid, spawn_hub, wait_for, RawClient, TestHub, WAIT};
 
 fn ping() -> MethodCall {
     MethodCall {
@@ -33,10 +33,8 @@ fn connection_state(hub: &TestHub, id: &str) -> Value {
 async fn answer_ping(client: &mut RawClient<tokio::net::TcpStream>) {
     let request = client.next_publish().await;
     assert!(request.topic.starts_with("$iothub/methods/POST/ping/?$rid="), "{}", request.topic);
-    let rid = request.topic.rsplit("$rid=").next().unwrap().to_owned();
-    client
-        .publish(&format!("$iothub/methods/res/200/?$rid={rid}"), QoS::AtLeastOnce, b"\"pong\"")
-        .await;
+    let rid = rid(&request.topic);
+    client.answer_method(&rid, 200, QoS::AtLeastOnce, b"\"pong\"").await;
 }
 
 #[tokio::test]
@@ -144,7 +142,7 @@ async fn a_delivered_call_survives_the_device_reconnecting() {
     tokio::pin!(invoke);
     assert!(futures::poll!(&mut invoke).is_pending());
     let request = client.next_publish().await;
-    let rid = request.topic.rsplit("$rid=").next().unwrap().to_owned();
+    let rid = rid(&request.topic);
     drop(client);
     wait_for("the session to end", WAIT, || !sessions.is_connected(&s4)).await;
     assert!(
@@ -154,9 +152,7 @@ async fn a_delivered_call_survives_the_device_reconnecting() {
 
     // The device comes back (CleanSession 0) and answers the request it got before the drop.
     let mut client = hub.connect("s4", &key).await;
-    client
-        .publish(&format!("$iothub/methods/res/200/?$rid={rid}"), QoS::AtLeastOnce, b"\"late\"")
-        .await;
+    client.answer_method(&rid, 200, QoS::AtLeastOnce, b"\"late\"").await;
     assert_eq!(invoke.await.unwrap(), MethodResponse { status: 200, payload: json!("late") });
     hub.stop().await;
 }

@@ -31,7 +31,7 @@ mod wait;
 use std::time::Duration;
 
 pub use crate::hub::{spawn_hub, spawn_hub_in, spawn_hub_with, DeviceKeys, TestHub};
-pub use crate::mqtt::RawClient;
+pub use crate::mqtt::{rid, RawClient};
 pub use crate::rest::Reply;
 pub use crate::wait::{wait_for, wait_until};
 

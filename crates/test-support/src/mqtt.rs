@@ -165,8 +165,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RawClient<S> {
         }
     }
 
+    /// Answers direct-method request `rid` with `status` and `payload` on
+    /// `$iothub/methods/res/{status}/?$rid={rid}` at `qos`.
+    pub async fn answer_method(&mut self, rid: &str, status: i32, qos: QoS, payload: &[u8]) {
+        self.publish(&format!("$iothub/methods/res/{status}/?$rid={rid}"), qos, payload).await;
+    }
+
     fn pkid(&mut self) -> u16 {
         self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
         self.next_pkid
+    }
+}
+
+/// The request id of a hub request topic (what follows the last `$rid=`); panics if there is none.
+pub fn rid(topic: &str) -> String {
+    match topic.rsplit_once("$rid=") {
+        Some((_, rid)) => rid.to_owned(),
+        None => panic!("no $rid in {topic}"),
     }
 }

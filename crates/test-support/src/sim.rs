@@ -128,8 +128,7 @@ async fn device_loop(
                 if let Behaviour::Answer { status, delay } = behaviour {
                     tokio::time::sleep(delay).await;
                     let body = json!({ "echo": payload }).to_string();
-                    let topic = format!("$iothub/methods/res/{status}/?$rid={rid}");
-                    client.publish(&topic, QoS::AtMostOnce, body.as_bytes()).await;
+                    client.answer_method(&rid, status, QoS::AtMostOnce, body.as_bytes()).await;
                 }
             }
             Ok(HubPublish::DesiredPatch { .. }) => {
