@@ -9,13 +9,17 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use hub::{Hub, HubConfig, HubHandle, HubListeners};
 use protocol::device::DeviceRequest;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::{sas, RawClient, HOST, WAIT};
+use crate::{sas, RawClient, HOST};
+
+/// How long [`TestHub::stop`] gives the hub to drain (jobs in flight included).
+const DRAIN_WAIT: Duration = Duration::from_secs(30);
 
 /// A running hub, its addresses and an HTTP client for it. Stop it with [`TestHub::stop`].
 pub struct TestHub {
@@ -128,7 +132,7 @@ impl TestHub {
         }
     }
 
-    /// Cancels the hub and waits (at most [`WAIT`] twice over) for it to drain; an owned temp dir
+    /// Cancels the hub and waits (at most [`DRAIN_WAIT`]) for it to drain; an owned temp dir
     /// goes with it.
     pub async fn stop(self) {
         self.drain().await;
@@ -143,7 +147,7 @@ impl TestHub {
 
     async fn drain(self) -> Remains {
         self.shutdown.cancel();
-        tokio::time::timeout(WAIT * 2, self.handle.wait()).await.expect("the hub drains");
+        tokio::time::timeout(DRAIN_WAIT, self.handle.wait()).await.expect("the hub drains");
         Remains { cfg: self.cfg, dir: self.dir }
     }
 
