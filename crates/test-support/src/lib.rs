@@ -11,7 +11,8 @@
 //! - [`sas`] builds service and device SAS tokens and MQTT usernames through `protocol`.
 //! - [`wait_for`] and [`wait_until`] poll a condition with a deadline; tests never sleep to wait.
 //! - [`jobs`] adds jobs v2 REST helpers to [`TestHub`] and job-body fixtures; [`sim`] runs simulated
-//!   devices (answer methods, record desired patches) on raw MQTT clients.
+//!   devices (answer methods, record desired patches) on raw MQTT clients; [`events`] reads the
+//!   back-end event stream with a plain MQTT subscriber.
 //!
 //! Deliberately not here: assertions about hub behaviour (they belong to the tests), anything a
 //! production crate may use (this crate is only ever a `[dev-dependencies]` entry), and scripted
@@ -20,6 +21,7 @@
 //! Failures panic with a message saying what was expected: this is test scaffolding, and a broken
 //! setup step must fail the test that uses it.
 
+pub mod events;
 mod hub;
 pub mod jobs;
 mod mqtt;
