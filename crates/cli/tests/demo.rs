@@ -72,7 +72,7 @@ fn expected_outcomes(groups: &serde_json::Map<String, Value>) -> BTreeMap<String
     let plans = profile.expand(SEED, fleet::Shard::ALL).expect("the profile expands");
     plans
         .iter()
-        .filter(|plan| plan.tags["building"] == 43 && plan.tags["floor"] == 3)
+        .filter(|plan| plan.tags["building"] == "43" && plan.tags["floor"] == 3)
         .map(|plan| (plan.device_id.to_string(), expected(plan)))
         .collect()
 }
@@ -120,7 +120,7 @@ fn demo_numbers_match_the_profile() {
         panic!("stdout is one JSON document ({err}):\n{stdout}\nstderr:\n{stderr}")
     });
     assert_eq!(report["status"], "completed", "{report:#}");
-    assert_eq!(report["queryCondition"], "tags.building = 43 AND tags.floor = 3");
+    assert_eq!(report["queryCondition"], "tags.building = '43' AND tags.floor = 3");
 
     let expected = expected_outcomes(report["fleet"]["groups"].as_object().expect("fleet groups"));
     let codes: Vec<&Expected> = expected.values().collect();

@@ -4,7 +4,7 @@
 //! HTTP, so it never clashes with another hub), runs the `building-43` fleet profile (compiled into
 //! the binary) in-process through the `fleet` library, waits until the fleet is connected, and then
 //! acts like an operator's back end: through the service REST client it schedules a `reboot`
-//! direct-method job on `tags.building = 43 AND tags.floor = 3` a few seconds ahead, follows it with
+//! direct-method job on `tags.building = '43' AND tags.floor = 3` a few seconds ahead, follows it with
 //! a progress bar (terminals only), and prints the job report (see `report`), reconciled against the
 //! fleet's ground-truth record. The report directory keeps `report.json`, `timeline.svg` and the
 //! fleet's `record.jsonl`. At the end the fleet disconnects, the hub drains, the data directory is
@@ -437,7 +437,7 @@ pub(crate) fn scale_profile(profile: &mut Profile, n_devices: u64) -> Result<(),
     Ok(())
 }
 
-/// `tags.building = 43 AND tags.floor = 3`, spelled with the tag values' JSON types.
+/// `tags.building = '43' AND tags.floor = 3`, spelled with the tag values' JSON types.
 fn target_condition(plans: &[DevicePlan]) -> anyhow::Result<String> {
     let target = plans
         .iter()
@@ -507,7 +507,7 @@ mod tests {
     fn the_condition_names_floor_three_of_building_43() {
         let profile = fleet::profile::parse(PROFILE_TEXT, Path::new(PROFILE_NAME)).unwrap();
         let plans = profile.expand(DEFAULT_SEED, Shard::ALL).unwrap();
-        expect!["tags.building = 43 AND tags.floor = 3"]
+        expect!["tags.building = '43' AND tags.floor = 3"]
             .assert_eq(&target_condition(&plans).unwrap());
         let targets: Vec<&str> =
             plans.iter().filter(|p| is_target(p)).map(|p| p.group.as_ref()).collect();
