@@ -35,7 +35,7 @@ pub(crate) enum Command {
     ///
     /// Starts a hub in a temporary directory on free loopback ports, runs the building-43 fleet
     /// profile against it (380 devices; a fifth of floor 3 never connects and its valves answer
-    /// slowly), schedules a `reboot` direct-method job on tags.building = 43 AND tags.floor = 3, shows
+    /// slowly), schedules a `reboot` direct-method job on tags.building = '43' AND tags.floor = 3, shows
     /// its progress, prints the result (counts, failed devices with their IoT Hub error codes, latency
     /// percentiles) checked against what each device did, and writes report.json, timeline.svg and the
     /// fleet's record.jsonl to the report directory. Nothing to set up; exits 0 when the job ran.
