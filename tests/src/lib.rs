@@ -63,7 +63,15 @@ impl RunningHub {
                 "--https",
                 "127.0.0.1:0",
             ])
-            .args(["--mqtt", "off", "--http", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "--mqtt",
+                "off",
+                "--http",
+                "127.0.0.1:0",
+                "--events",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(&hub_dir)
             .stdout(std::fs::File::create(&stdout_path).expect("create hub.stdout"))
             .stderr(std::fs::File::create(&stderr_path).expect("create hub.stderr"))

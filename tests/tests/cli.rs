@@ -241,3 +241,31 @@ fn hub_help_is_the_documented_contract() {
     assert!(help.stdout.contains("[default: 127.0.0.1:8883]"), "{}", help.stdout);
     assert!(help.stdout.contains("[default: 127.0.0.1:8443]"), "{}", help.stdout);
 }
+
+#[test]
+fn events_prints_the_hub_event_stream() {
+    let hub = RunningHub::start();
+    let out_path = hub.data_dir().join("events.out");
+    let mut events = std::process::Command::new(e2e::hubsim_bin())
+        .args(["events", "--filter", "lifecycle/#", "--output", "json", "--data-dir"])
+        .arg(hub.data_dir())
+        .env_remove("HUBSIM_CONNECTION_STRING")
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .spawn()
+        .unwrap();
+    // The subscription is in place once a first create is seen; keep creating until one arrives.
+    let mut created = 0;
+    let seen = e2e::poll(std::time::Duration::from_secs(30), || {
+        created += 1;
+        let id = format!("ev-{created}");
+        assert_eq!(hub.hubsim(&["device", "create", &id]).code, Some(0));
+        let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+        text.lines().next().map(str::to_owned)
+    });
+    events.kill().unwrap();
+    events.wait().unwrap();
+    let line = seen.expect("hubsim events printed a lifecycle event");
+    let event: Value = serde_json::from_str(&line).unwrap();
+    assert!(event["topic"].as_str().unwrap().starts_with("lifecycle/ev-"), "{event}");
+    assert_eq!(event["payload"]["properties"]["opType"], "createDeviceIdentity", "{event}");
+}

@@ -67,6 +67,9 @@ pub(crate) enum Command {
     /// Run fleets of simulated devices from a profile (fleet-profiles/*.toml).
     #[command(subcommand)]
     Fleet(commands::fleet::FleetCommand),
+    /// Print the hub's back-end event stream: telemetry, twin changes, connection state, device
+    /// lifecycle and job progress (one line per event; see docs/events.md).
+    Events(commands::events::EventsArgs),
     /// Measure hubsim against this machine's ceiling: job fan-out, twin jobs, REST methods, connects, memory.
     ///
     /// Runs a hub in this process and the simulated devices in a child process (each device needs a

@@ -71,6 +71,9 @@ pub(crate) struct LocalEndpoints {
     /// `ADDR` of the plain MQTT listener, when on.
     #[serde(default)]
     pub(crate) mqtt_addr: Option<SocketAddr>,
+    /// `ADDR` of the event-stream broker, when on.
+    #[serde(default)]
+    pub(crate) events_addr: Option<SocketAddr>,
 }
 
 /// A listen address flag: an address or `off`.
@@ -114,6 +117,7 @@ pub(crate) struct HubSchema {
     pub(crate) https: ListenAddr,
     pub(crate) mqtt: ListenAddr,
     pub(crate) http: ListenAddr,
+    pub(crate) events: ListenAddr,
     pub(crate) tls_cert: Option<PathBuf>,
     pub(crate) tls_key: Option<PathBuf>,
     pub(crate) owner_key: Option<String>,
@@ -158,6 +162,7 @@ pub(crate) fn resolve_hub(schema: HubSchema) -> Result<HubPlan, UsageError> {
         (None, None) => None,
     };
     config.shutdown_grace = schema.shutdown_grace;
+    config.events = schema.events.addr().map(hub::broker::BrokerConfig::new);
     let plan = HubPlan {
         config,
         mqtts: schema.mqtts.addr(),

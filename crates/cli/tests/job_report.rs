@@ -79,7 +79,8 @@ fn job_report_reconciles_with_the_fleet_record() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     std::fs::write(dir.join("profile.toml"), PROFILE).unwrap();
-    let hub_args = ["hub", "--mqtt", "127.0.0.1:0", "--http", "127.0.0.1:0"];
+    let hub_args =
+        ["hub", "--mqtt", "127.0.0.1:0", "--http", "127.0.0.1:0", "--events", "127.0.0.1:0"];
     let _hub = Running(
         hubsim(dir)
             .args(hub_args)

@@ -38,6 +38,10 @@ pub(crate) struct HubArgs {
     /// Plain HTTP REST for local tools; hubsim's own commands use it (ADDR or `off`).
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_HTTP_ADDR)]
     http: ListenAddr,
+    /// The back-end event stream, an MQTT broker for `hubsim events` and any MQTT client; log in
+    /// with the policy name as username and a service SAS token as password (ADDR or `off`).
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_EVENTS_ADDR)]
+    events: ListenAddr,
     /// Server certificate chain (PEM) instead of the generated one; needs --tls-key.
     #[arg(long, value_name = "PEM", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -62,6 +66,8 @@ pub(crate) struct HubArgs {
 const DEFAULT_MQTT_ADDR: &str = "127.0.0.1:1883";
 /// Default plain HTTP address.
 const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
+/// Default event-stream address (`hub::broker::DEFAULT_EVENTS_ADDR`).
+const DEFAULT_EVENTS_ADDR: &str = "127.0.0.1:1884";
 
 /// Runs the hub until a signal arrives.
 pub(crate) async fn run(args: HubArgs, out: &Output) -> anyhow::Result<()> {
@@ -74,7 +80,7 @@ pub(crate) async fn run(args: HubArgs, out: &Output) -> anyhow::Result<()> {
         .await
         .context("could not start the hub")?;
     let addrs = handle.addrs();
-    tracing::info!(mqtts = ?addrs.mqtts, mqtt = ?addrs.mqtt, https = ?addrs.https, http = ?addrs.http, "listening");
+    tracing::info!(mqtts = ?addrs.mqtts, mqtt = ?addrs.mqtt, https = ?addrs.https, http = ?addrs.http, events = ?addrs.events, "listening");
     let endpoints = LocalEndpoints {
         connection_string: handle.service_connection_string(),
         http_url: addrs.http.map(|addr| format!("http://{addr}")),
@@ -82,6 +88,7 @@ pub(crate) async fn run(args: HubArgs, out: &Output) -> anyhow::Result<()> {
         ca_file: handle.ca_pem().map(|_| data_dir.join(hub::tls::CA_FILE)),
         mqtts_addr: addrs.mqtts,
         mqtt_addr: addrs.mqtt,
+        events_addr: addrs.events,
     };
     let endpoints_path = data_dir.join(ENDPOINTS_FILE);
     write_endpoints(&endpoints_path, &endpoints)?;
@@ -115,6 +122,7 @@ impl HubArgs {
             https: self.https,
             mqtt: self.mqtt,
             http: self.http,
+            events: self.events,
             tls_cert: self.tls_cert,
             tls_key: self.tls_key,
             owner_key: self.owner_key,

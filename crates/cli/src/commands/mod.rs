@@ -5,6 +5,7 @@
 pub(crate) mod bench;
 pub(crate) mod demo;
 pub(crate) mod device;
+pub(crate) mod events;
 pub(crate) mod fleet;
 pub(crate) mod hub;
 pub(crate) mod job;
@@ -30,6 +31,7 @@ pub(crate) async fn run(command: Command, out: &Output) -> anyhow::Result<()> {
         Command::Query(args) => query::run(args, out).await,
         Command::Job(command) => job::run(command, out).await,
         Command::Fleet(command) => fleet::run(command, out).await,
+        Command::Events(args) => events::run(args, out).await,
         Command::Bench(args) => bench::run(args, out).await,
         Command::BenchDevices(args) => bench::run_devices(args, out).await,
     }

@@ -58,6 +58,7 @@ fn connection_precedence() {
         ca_file: None,
         mqtts_addr: None,
         mqtt_addr: None,
+        events_addr: None,
     };
     std::fs::write(dir.path().join(ENDPOINTS_FILE), serde_json::to_string(&endpoints).unwrap())
         .unwrap();
@@ -84,6 +85,7 @@ fn https_only_local_hub_trusts_its_ca() {
         ca_file: Some(dir.path().join("ca.pem")),
         mqtts_addr: Some("127.0.0.1:8883".parse().unwrap()),
         mqtt_addr: None,
+        events_addr: Some("127.0.0.1:1884".parse().unwrap()),
     };
     std::fs::write(dir.path().join(ENDPOINTS_FILE), serde_json::to_string(&endpoints).unwrap())
         .unwrap();
@@ -104,6 +106,7 @@ fn schema() -> HubSchema {
         https: "127.0.0.1:8443".parse().unwrap(),
         mqtt: "off".parse().unwrap(),
         http: "127.0.0.1:8080".parse().unwrap(),
+        events: "off".parse().unwrap(),
         tls_cert: None,
         tls_key: None,
         owner_key: None,
@@ -119,6 +122,13 @@ fn hub_flags() {
     assert_eq!(plan.mqtt, None);
     assert_eq!(plan.http, Some("127.0.0.1:8080".parse().unwrap()));
     assert_eq!(plan.config.tls, hub::config::TlsSource::Generate);
+    assert!(plan.config.events.is_none(), "--events off disables the event stream");
+    let with_events =
+        resolve_hub(HubSchema { events: "127.0.0.1:1884".parse().unwrap(), ..schema() }).unwrap();
+    assert_eq!(
+        with_events.config.events.map(|broker| broker.addr),
+        Some("127.0.0.1:1884".parse().unwrap())
+    );
     let check = |schema: HubSchema, expect: Expect| {
         expect.assert_eq(
             &resolve_hub(schema).map(|_| "ok".to_owned()).unwrap_or_else(|err| err.to_string()),
