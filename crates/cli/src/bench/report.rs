@@ -35,9 +35,7 @@ pub(crate) fn print(runs: &[DeviceRun], query: &QueryTiming, quick: bool, out: &
 
 /// Method-job ops/s over ceiling round trips/s at the largest device count.
 fn ratio(runs: &[DeviceRun]) -> f64 {
-    runs.iter()
-        .max_by_key(|run| run.devices)
-        .map_or(0.0, |run| run.method_job.rate() / run.ceiling.rate().max(f64::MIN_POSITIVE))
+    runs.iter().max_by_key(|run| run.devices).map_or(0.0, job_to_ceiling)
 }
 
 fn kb_per_device(from_kib: u64, to_kib: u64, devices: usize) -> f64 {
@@ -70,93 +68,79 @@ fn accuracy(run: &DeviceRun) -> (Duration, Duration) {
     (percentile(&mut delays, 50.0), percentile(&mut delays, 100.0))
 }
 
+/// How one table row prints a run.
+type Cell = fn(&DeviceRun) -> String;
+
+/// The per-device-count rows: name, cell, target.
+const ROWS: &[(&str, Cell, &str)] = &[
+    ("ceiling: TCP echo round trips/s", |run| format!("{:.0}", run.ceiling.rate()), ""),
+    (
+        "  (window, bytes out/in)",
+        |run| {
+            let ceiling = &run.ceiling;
+            format!("{}, {}/{}", ceiling.window, ceiling.sizes.request, ceiling.sizes.response)
+        },
+        "",
+    ),
+    ("method job: device ops/s", |run| format!("{:.0}", run.method_job.rate()), "≥ 0.5 × ceiling"),
+    (
+        "  per-device p50 / p99 ms",
+        |run| format!("{:.1} / {:.1}", millis(run.method_job.p50), millis(run.method_job.p99)),
+        "",
+    ),
+    ("  devices succeeded", |run| format!("{} / {}", run.method_job.succeeded, run.devices), ""),
+    (
+        "  calls answered, all phases / made",
+        |run| format!("{} / {}", run.counts.methods, calls_made(run)),
+        "",
+    ),
+    ("  method job / ceiling", |run| format!("{:.2}", job_to_ceiling(run)), "≥ 0.50"),
+    ("twin job: devices/s", |run| format!("{:.0}", run.twin_job.rate()), "≥ 50000"),
+    ("  desired patches received", |run| format!("{} / {}", run.counts.patches, run.devices), ""),
+    ("REST direct methods/s (c=64)", |run| format!("{:.0}", run.rest.rate()), ""),
+    ("  failed calls", |run| run.rest.failed.to_string(), ""),
+    ("connect storm: connects/s (SAS)", |run| format!("{:.0}", connect_rate(run)), "≥ 10000"),
+    ("hub memory per connected device KB", |run| format!("{:.1}", hub_kb(run)), "≤ 8"),
+    ("fleet memory per device KB", |run| format!("{:.1}", fleet_kb(run)), "≤ 40"),
+    (
+        "job start after startTime p50/max ms",
+        |run| {
+            let (p50, max) = accuracy(run);
+            format!("{:.1} / {:.1}", millis(p50), millis(max))
+        },
+        "≤ 50",
+    ),
+    (
+        "open files: hub / fleet process",
+        |run| format!("{} / {}", run.hub_open_files.soft, run.fleet.open_files),
+        "",
+    ),
+    (
+        "  devices one hub process can hold",
+        |run| run.hub_open_files.soft.saturating_sub(FD_HEADROOM).to_string(),
+        "",
+    ),
+    (
+        "100k devices, extrapolated: hub / fleet MB",
+        |run| {
+            let (hub, fleet) = (hub_kb(run), fleet_kb(run));
+            format!("{:.0} / {:.0}", hub * EXTRAPOLATE_TO / 1000.0, fleet * EXTRAPOLATE_TO / 1000.0)
+        },
+        "",
+    ),
+];
+
 fn table(runs: &[DeviceRun], query: &QueryTiming) -> Table {
     let mut headers = vec!["measurement".to_owned()];
     headers.extend(runs.iter().map(|run| format!("{} devices", run.devices)));
     headers.push("target".to_owned());
     let mut table = Table::new(headers);
-    let mut row = |name: &str, cell: &dyn Fn(&DeviceRun) -> String, target: &str| {
-        let mut cells = vec![name.to_owned()];
+    for (name, cell, target) in ROWS {
+        let mut cells = vec![(*name).to_owned()];
         cells.extend(runs.iter().map(cell));
-        cells.push(target.to_owned());
+        cells.push((*target).to_owned());
         table.row(cells);
-    };
-    row("ceiling: TCP echo round trips/s", &|run| format!("{:.0}", run.ceiling.rate()), "");
-    row(
-        "  (window, bytes out/in)",
-        &|run| {
-            format!(
-                "{}, {}/{}",
-                run.ceiling.window, run.ceiling.sizes.request, run.ceiling.sizes.response
-            )
-        },
-        "",
-    );
-    row(
-        "method job: device ops/s",
-        &|run| format!("{:.0}", run.method_job.rate()),
-        "≥ 0.5 × ceiling",
-    );
-    row(
-        "  per-device p50 / p99 ms",
-        &|run| format!("{:.1} / {:.1}", millis(run.method_job.p50), millis(run.method_job.p99)),
-        "",
-    );
-    row(
-        "  devices succeeded",
-        &|run| format!("{} / {}", run.method_job.succeeded, run.devices),
-        "",
-    );
-    row(
-        "  calls answered, all phases / made",
-        &|run| format!("{} / {}", run.counts.methods, calls_made(run)),
-        "",
-    );
-    row(
-        "  method job / ceiling",
-        &|run| format!("{:.2}", run.method_job.rate() / run.ceiling.rate().max(f64::MIN_POSITIVE)),
-        "≥ 0.50",
-    );
-    row("twin job: devices/s", &|run| format!("{:.0}", run.twin_job.rate()), "≥ 50000");
-    row(
-        "  desired patches received",
-        &|run| format!("{} / {}", run.counts.patches, run.devices),
-        "",
-    );
-    row("REST direct methods/s (c=64)", &|run| format!("{:.0}", run.rest.rate()), "");
-    row("  failed calls", &|run| run.rest.failed.to_string(), "");
-    row("connect storm: connects/s (SAS)", &|run| format!("{:.0}", connect_rate(run)), "≥ 10000");
-    row("hub memory per connected device KB", &|run| format!("{:.1}", hub_kb(run)), "≤ 8");
-    row("fleet memory per device KB", &|run| format!("{:.1}", fleet_kb(run)), "≤ 40");
-    row(
-        "job start after startTime p50/max ms",
-        &|run| {
-            let (p50, max) = accuracy(run);
-            format!("{:.1} / {:.1}", millis(p50), millis(max))
-        },
-        "≤ 50",
-    );
-    row(
-        "open files: hub / fleet process",
-        &|run| format!("{} / {}", run.hub_open_files.soft, run.fleet.open_files),
-        "",
-    );
-    row(
-        "  devices one hub process can hold",
-        &|run| run.hub_open_files.soft.saturating_sub(FD_HEADROOM).to_string(),
-        "",
-    );
-    row(
-        "100k devices, extrapolated: hub / fleet MB",
-        &|run| {
-            format!(
-                "{:.0} / {:.0}",
-                hub_kb(run) * EXTRAPOLATE_TO / 1000.0,
-                fleet_kb(run) * EXTRAPOLATE_TO / 1000.0
-            )
-        },
-        "",
-    );
+    }
     let query_cell = format!(
         "{:.2} ms REST p50 ({:.2} ms max, {:.2} ms in process), {} twins, {} rows",
         millis(query.rest_p50),
@@ -170,6 +154,11 @@ fn table(runs: &[DeviceRun], query: &QueryTiming) -> Table {
     cells.push("≤ 50 ms at 100k".to_owned());
     table.row(cells);
     table
+}
+
+/// Method-job device ops/s over ceiling round trips/s.
+fn job_to_ceiling(run: &DeviceRun) -> f64 {
+    run.method_job.rate() / run.ceiling.rate().max(f64::MIN_POSITIVE)
 }
 
 fn run_json(run: &DeviceRun) -> Value {
