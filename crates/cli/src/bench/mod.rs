@@ -35,12 +35,15 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) use child::{run as run_child, ChildMode};
 
+use crate::config::UsageError;
 use crate::output::Output;
 
 /// The hub host name devices and SAS tokens name.
 const HOST: &str = "hubsim-bench.local";
 /// Direct-method calls in flight in the REST measurement.
 const REST_CONCURRENCY: usize = 64;
+/// File descriptors a process keeps for itself beyond one per device (listeners, store, stdio).
+pub(crate) const FD_HEADROOM: u64 = 100;
 /// Listen backlog of the benchmark's listeners (Linux caps it at net.core.somaxconn).
 const LISTEN_BACKLOG: u32 = 4096;
 /// Registry writers running at once while devices are registered.
@@ -74,6 +77,17 @@ pub(crate) struct DeviceRun {
 /// Runs the benchmark and prints the table (or JSON), then the ratio line.
 pub(crate) async fn run(options: BenchOptions, out: &Output) -> anyhow::Result<()> {
     let hub_open_files = sys::raise_open_files();
+    if let Some(&too_many) =
+        options.device_counts.iter().find(|&&n| n as u64 + FD_HEADROOM > hub_open_files.soft)
+    {
+        return Err(UsageError(format!(
+            "{too_many} devices need {} open files in the hub process and as many in the device process; the limit here is {} (hard {}); raise it or use fewer devices",
+            too_many as u64 + FD_HEADROOM,
+            hub_open_files.soft,
+            hub_open_files.hard
+        ))
+        .into());
+    }
     let mut runs = Vec::with_capacity(options.device_counts.len());
     for &n_devices in &options.device_counts {
         tracing::info!(devices = n_devices, "benchmark: devices, jobs, REST methods, ceiling");

@@ -10,13 +10,11 @@ use serde_json::{json, Value};
 
 use super::query::QueryTiming;
 use super::sys::{self, millis, percentile};
-use super::DeviceRun;
+use super::{DeviceRun, FD_HEADROOM};
 use crate::output::{Output, Table};
 
 /// Devices the memory extrapolation is for.
 const EXTRAPOLATE_TO: f64 = 100_000.0;
-/// File descriptors a process keeps for itself beyond one per device (listeners, store, stdio).
-const FD_HEADROOM: u64 = 100;
 
 /// Prints the table or JSON, then (tables only) the ratio line.
 pub(crate) fn print(runs: &[DeviceRun], query: &QueryTiming, quick: bool, out: &Output) {
