@@ -1,16 +1,14 @@
-//! Shared helpers of the event-stream tests: an event broker on a free port and a plain rumqttc
-//! subscriber that logs in with a service SAS token.
+//! Shared helpers of the event-stream tests: an event broker on its own on a free port, with
+//! subscribers from `test_support::events` that log in with a service SAS token.
 
 #![allow(dead_code, reason = "each test file uses a different subset")]
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use hub::api::{Policy, ServiceAuth};
 use hub::broker::{self, BrokerConfig, EventBroker};
-use rumqttc::{AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, Packet, QoS};
-use serde_json::Value;
-use tokio::time::Instant;
+use test_support::events::Subscriber;
+use test_support::sas;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -19,7 +17,7 @@ pub(crate) const HOST: &str = "localhost";
 /// The owner policy.
 pub(crate) const OWNER: &str = "iothubowner";
 /// How long any single wait may take before the test fails.
-pub(crate) const DEADLINE: Duration = Duration::from_secs(30);
+pub(crate) const DEADLINE: Duration = test_support::events::EVENT_WAIT;
 
 /// A running broker with its owner key.
 pub(crate) struct TestBroker {
@@ -27,13 +25,6 @@ pub(crate) struct TestBroker {
     pub(crate) owner_key: String,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: TaskTracker,
-}
-
-/// One received event.
-#[derive(Debug, Clone)]
-pub(crate) struct Received {
-    pub(crate) topic: String,
-    pub(crate) payload: Value,
 }
 
 impl TestBroker {
@@ -60,13 +51,13 @@ impl TestBroker {
 
     /// A service token of `policy` signed with the owner key.
     pub(crate) fn service_token(&self, policy: &str) -> String {
-        protocol::sas::generate(HOST, &self.owner_key, Some(policy), expiry()).unwrap()
+        sas::service_token(HOST, &self.owner_key, policy, 3600)
     }
 
     /// A device token for `device` signed with the owner key (no `skn`).
     pub(crate) fn device_token(&self, device: &str) -> String {
         let resource = protocol::sas::device_resource(HOST, device, None);
-        protocol::sas::generate(&resource, &self.owner_key, None, expiry()).unwrap()
+        sas::device_token(&resource, &self.owner_key, sas::now_secs() + 3600)
     }
 
     /// Connects with `username`/`password`; `Err` when the broker refuses.
@@ -75,22 +66,7 @@ impl TestBroker {
         username: &str,
         password: &str,
     ) -> Result<Subscriber, String> {
-        let addr = self.broker.addr();
-        let mut options =
-            MqttOptions::new(format!("sub-{}", rand_suffix()), addr.ip().to_string(), addr.port());
-        options.set_credentials(username, password);
-        options.set_keep_alive(Duration::from_secs(30));
-        options.set_max_packet_size(64 * 1024, 64 * 1024);
-        let (client, mut eventloop) = AsyncClient::new(options, 64);
-        let connack = tokio::time::timeout(DEADLINE, eventloop.poll()).await;
-        match connack {
-            Ok(Ok(Event::Incoming(Packet::ConnAck(ack))))
-                if ack.code == ConnectReturnCode::Success =>
-            {
-                Ok(Subscriber { client, eventloop })
-            }
-            other => Err(format!("{other:?}")),
-        }
+        Subscriber::connect(self.broker.addr(), username, password).await
     }
 
     /// Connects as the owner policy.
@@ -104,59 +80,4 @@ impl TestBroker {
         self.tasks.close();
         tokio::time::timeout(DEADLINE, self.tasks.wait()).await.unwrap();
     }
-}
-
-/// A plain MQTT subscriber.
-pub(crate) struct Subscriber {
-    pub(crate) client: AsyncClient,
-    pub(crate) eventloop: EventLoop,
-}
-
-impl Subscriber {
-    /// Subscribes to `filter` and waits for the SUBACK.
-    pub(crate) async fn subscribe(&mut self, filter: &str) {
-        self.client.subscribe(filter, QoS::AtMostOnce).await.unwrap();
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let event = tokio::time::timeout_at(deadline, self.eventloop.poll()).await.unwrap();
-            if let Event::Incoming(Packet::SubAck(_)) = event.unwrap() {
-                return;
-            }
-        }
-    }
-
-    /// The next event, or `None` when nothing arrives within `wait`.
-    pub(crate) async fn next_within(&mut self, wait: Duration) -> Option<Received> {
-        let deadline = Instant::now() + wait;
-        loop {
-            let event = tokio::time::timeout_at(deadline, self.eventloop.poll()).await.ok()?;
-            if let Event::Incoming(Packet::Publish(publish)) = event.unwrap() {
-                let payload = serde_json::from_slice(&publish.payload).unwrap();
-                return Some(Received { topic: publish.topic, payload });
-            }
-        }
-    }
-
-    /// The next event (fails the test after [`DEADLINE`]).
-    pub(crate) async fn next(&mut self) -> Received {
-        self.next_within(DEADLINE).await.expect("an event within the deadline")
-    }
-
-    /// Receives until `n` events arrived; returns them by topic.
-    pub(crate) async fn collect(&mut self, n: usize) -> HashMap<String, Vec<Value>> {
-        let mut by_topic: HashMap<String, Vec<Value>> = HashMap::new();
-        for _ in 0..n {
-            let event = self.next().await;
-            by_topic.entry(event.topic).or_default().push(event.payload);
-        }
-        by_topic
-    }
-}
-
-fn expiry() -> u64 {
-    u64::try_from(chrono::Utc::now().timestamp()).unwrap() + 3600
-}
-
-fn rand_suffix() -> u64 {
-    rand::random()
 }
