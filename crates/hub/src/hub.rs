@@ -169,6 +169,8 @@ impl Hub {
             sessions: sessions.clone(),
             jobs: jobs.clone(),
             auth: Arc::new(auth),
+            http: Arc::default(),
+            events: events.events.clone(),
         };
         let router = crate::api::router(state, ApiConfig { max_body_bytes: cfg.max_body_bytes });
         let ca_pem = tls_material.as_ref().and_then(|material| material.ca_pem.clone());

@@ -13,6 +13,7 @@ pub mod config;
 pub mod events;
 mod hub;
 pub mod jobs;
+pub mod metrics;
 pub mod mqtt;
 pub mod registry;
 pub mod store;

@@ -7,6 +7,7 @@
 //! IoT Hub's shape for unknown paths, and `Content-Type: application/json; charset=utf-8` on every
 //! response. [`ApiError`] (`error.rs`) is the only error handlers return and becomes the response
 //! in one place; the extractors in `extract.rs` turn bad paths, headers and bodies into it.
+//! `GET /metrics` (`metrics.rs`) sits outside those gates: Prometheus text, no SAS.
 //! Serving the router on sockets (HTTP, HTTPS) is [`crate::Hub::spawn`]'s job, not this module's.
 
 mod auth;
@@ -15,6 +16,7 @@ mod error;
 mod extract;
 mod jobs;
 mod methods;
+mod metrics;
 mod query;
 mod twins;
 
@@ -27,7 +29,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde::Serialize;
 
+use crate::events::Events;
 use crate::jobs::Jobs;
+use crate::metrics::HttpCounters;
 use crate::mqtt::Sessions;
 use crate::registry::Registry;
 
@@ -49,6 +53,10 @@ pub struct ApiState {
     pub jobs: Jobs,
     /// Who may call.
     pub auth: Arc<ServiceAuth>,
+    /// REST counters for `/metrics`.
+    pub http: Arc<HttpCounters>,
+    /// The event stream (for its counters in `/metrics`).
+    pub events: Events,
 }
 
 /// Settings of the router.
@@ -71,7 +79,9 @@ pub fn router(state: ApiState, cfg: ApiConfig) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_sas))
         .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
         .layer(middleware::from_fn(json_content_type))
-        .with_state(state)
+        .layer(middleware::from_fn_with_state(state.clone(), metrics::count_throttled))
+        .with_state(state.clone())
+        .merge(metrics::routes(state))
 }
 
 /// A JSON response with `status`.

@@ -203,6 +203,15 @@ impl Jobs {
         Ok(persist::read_records(&self.store, filter).await?)
     }
 
+    /// Jobs per wire status, and the number of per-device records that reached a terminal state
+    /// (the job device operations done), for `/metrics`.
+    ///
+    /// # Errors
+    /// [`JobsError::Store`].
+    pub async fn metrics(&self) -> Result<(Vec<(String, u64)>, u64), JobsError> {
+        Ok(persist::read_metrics(&self.store).await?)
+    }
+
     async fn ask<T>(
         &self,
         command: impl FnOnce(oneshot::Sender<T>) -> Command,

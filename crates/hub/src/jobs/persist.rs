@@ -208,3 +208,21 @@ pub(crate) fn delete_expired(
         params![cutoff_ms, terminal[0], terminal[1], terminal[2]],
     )
 }
+
+/// Jobs per status and the count of terminal device records (see `Jobs::metrics`).
+pub(crate) async fn read_metrics(store: &Store) -> Result<(Vec<(String, u64)>, u64), StoreError> {
+    store
+        .read(|conn| {
+            let mut statement = conn.prepare("SELECT status, COUNT(*) FROM jobs_v2 GROUP BY status ORDER BY status")?;
+            let by_status = statement
+                .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, u64>(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let done = conn.query_row(
+                "SELECT COUNT(*) FROM job_records WHERE status IN ('completed', 'failed', 'canceled')",
+                [],
+                |row| row.get::<_, u64>(0),
+            )?;
+            Ok((by_status, done))
+        })
+        .await
+}

@@ -43,7 +43,10 @@ pub(crate) async fn invoke(
     let _pending = PendingGuard { slot: &slot, rid };
     // The response timeout counts from the moment the request is queued for the device.
     match timeout_at(Instant::now() + call.response_timeout, reply).await {
-        Ok(Ok(reply)) => to_response(reply),
+        Ok(Ok(reply)) => {
+            shared.method_latency.observe(started.elapsed());
+            to_response(reply)
+        }
         // The slot was dropped: the device was deleted or disabled while the call waited.
         Ok(Err(_)) => Err(MethodCallError::NotOnline),
         Err(_) => Err(MethodCallError::Timeout),

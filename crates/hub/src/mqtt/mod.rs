@@ -136,6 +136,8 @@ pub(crate) struct Shared {
     pub(crate) registry: Registry,
     pub(crate) cfg: MqttConfig,
     pub(crate) counters: Counters,
+    /// Round trips of answered direct-method calls (for `/metrics`).
+    pub(crate) method_latency: crate::metrics::LatencyHistogram,
     /// Devices with a live connection (kept by the connection tasks on attach and detach).
     pub(crate) connected: AtomicUsize,
     telemetry: OnceLock<mpsc::Sender<Telemetry>>,
@@ -172,6 +174,7 @@ impl Sessions {
             registry,
             cfg,
             counters: Counters::default(),
+            method_latency: crate::metrics::LatencyHistogram::default(),
             connected: AtomicUsize::new(0),
             telemetry: OnceLock::new(),
         };
@@ -250,6 +253,12 @@ impl Sessions {
     }
 
     /// Counters since the endpoint started.
+    /// Round-trip latency of direct-method calls that devices answered.
+    pub fn method_latency(&self) -> &crate::metrics::LatencyHistogram {
+        &self.shared.method_latency
+    }
+
+    /// Counters of the device endpoint.
     pub fn stats(&self) -> SessionStats {
         let counters = &self.shared.counters;
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
