@@ -20,7 +20,9 @@ use crate::config::UsageError;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.verbose);
+    // The demo prints its own story; the hub's and fleet's lifecycle logs would drown it.
+    let quiet = matches!(cli.command, args::Command::Demo(_));
+    init_tracing(cli.verbose, quiet);
     let out = output::Output::new(cli.output);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -44,9 +46,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// `RUST_LOG` wins; otherwise `-v` means debug for hubsim's crates and `-vv` trace.
-fn init_tracing(verbose: u8) {
+/// `RUST_LOG` wins; otherwise `-v` means debug for hubsim's crates and `-vv` trace. `quiet` commands
+/// log only warnings unless `-v` is given.
+fn init_tracing(verbose: u8, quiet: bool) {
     let default = match verbose {
+        0 if quiet => "warn",
         0 => "info",
         1 => "info,hub=debug,service=debug,device=debug,fleet=debug,cli=debug",
         _ => "debug,hub=trace,service=trace,device=trace,fleet=trace,cli=trace",
