@@ -44,8 +44,6 @@ const HOST: &str = "hubsim-bench.local";
 const REST_CONCURRENCY: usize = 64;
 /// File descriptors a process keeps for itself beyond one per device (listeners, store, stdio).
 pub(crate) const FD_HEADROOM: u64 = 100;
-/// Listen backlog of the benchmark's listeners (Linux caps it at net.core.somaxconn).
-const LISTEN_BACKLOG: u32 = 4096;
 /// Registry writers running at once while devices are registered.
 const REGISTER_WORKERS: usize = 64;
 
@@ -210,13 +208,10 @@ impl BenchHub {
     }
 }
 
-/// A loopback listener on a free port with a listen backlog of [`LISTEN_BACKLOG`]: tokio's default
-/// (128, like std's) overflows in a connect storm, and each dropped SYN costs a 1 s retransmission.
+/// A loopback listener on a free port with the hub's deep accept queue (a connect storm overflows
+/// tokio's default backlog of 128).
 pub(crate) fn listen() -> std::io::Result<TcpListener> {
-    let socket = tokio::net::TcpSocket::new_v4()?;
-    socket.set_reuseaddr(true)?;
-    socket.bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-    socket.listen(LISTEN_BACKLOG)
+    crate::commands::hub::listen_on(SocketAddr::from(([127, 0, 0, 1], 0)))
 }
 
 /// Registers devices `0..n_devices` with their derived keys, straight in the registry.

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{resolve_hub, HubPlan, HubSchema, ListenAddr, LocalEndpoints, ENDPOINTS_FILE};
@@ -144,10 +144,21 @@ async fn bind(plan: &HubPlan) -> anyhow::Result<hub::HubListeners> {
 
 async fn bind_one(name: &str, addr: Option<SocketAddr>) -> anyhow::Result<Option<TcpListener>> {
     let Some(addr) = addr else { return Ok(None) };
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("could not listen on {addr} (--{name})"))?;
+    let listener =
+        listen_on(addr).with_context(|| format!("could not listen on {addr} (--{name})"))?;
     Ok(Some(listener))
+}
+
+/// Listen backlog of the hub's listeners: tokio's default (128, like std's) overflows when
+/// thousands of devices connect at once, and each dropped SYN costs the device a 1 s retransmission.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with a [`LISTEN_BACKLOG`]-deep accept queue.
+pub(crate) fn listen_on(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 async fn wait_for_signal() -> anyhow::Result<&'static str> {
