@@ -378,7 +378,8 @@ impl Driver {
             }
             (Ok(payload), Some(handler)) => {
                 let call =
-                    AssertUnwindSafe(handler(method_request(name.clone(), rid.clone(), payload))).catch_unwind();
+                    AssertUnwindSafe(handler(method_request(name.clone(), rid.clone(), payload)))
+                        .catch_unwind();
                 let rid = rid.clone();
                 Box::pin(async move {
                     let answer =

@@ -2,7 +2,10 @@
 //! failures as the plan decides), the built-in reboot (answer, down, back, `lastReboot`) and a
 //! scheduled outage (the chosen devices disconnect for the window and come back).
 
-#![allow(clippy::unwrap_used, reason = "helpers outside #[test] fns fail the test on a broken setup step")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "helpers outside #[test] fns fail the test on a broken setup step"
+)]
 
 mod support;
 

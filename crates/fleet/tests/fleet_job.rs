@@ -2,7 +2,10 @@
 //! per-device outcomes match what the profile implies, and a second run with the same seed (which
 //! re-registers the same devices, exercising the 409 path) produces the same outcomes.
 
-#![allow(clippy::unwrap_used, reason = "helpers outside #[test] fns fail the test on a broken setup step")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "helpers outside #[test] fns fail the test on a broken setup step"
+)]
 
 use std::collections::BTreeMap;
 use std::path::Path;

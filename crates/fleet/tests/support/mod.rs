@@ -1,7 +1,12 @@
 //! Shared harness of the fleet integration tests: a real hub on port 0 (plain MQTT and HTTP) and
 //! REST helpers signed with the owner key.
 
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, reason = "test harness: a broken setup step fails the test")]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    reason = "test harness: a broken setup step fails the test"
+)]
 
 use std::collections::BTreeMap;
 use std::path::Path;
