@@ -171,6 +171,7 @@ impl Hub {
             auth: Arc::new(auth),
             http: Arc::default(),
             events: events.events.clone(),
+            throttle: Arc::new(crate::api::RestThrottle::new(cfg.jobs.tier)),
         };
         let router = crate::api::router(state, ApiConfig { max_body_bytes: cfg.max_body_bytes });
         let ca_pem = tls_material.as_ref().and_then(|material| material.ca_pem.clone());

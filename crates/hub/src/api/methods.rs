@@ -34,6 +34,7 @@ async fn invoke_device_method(
 ) -> Result<Response, ApiError> {
     let request = CloudToDeviceMethod::parse(&body)
         .map_err(|err| ApiError::new(err.error_code(), err.to_string()))?;
+    state.throttle.method().await?;
     match state.registry.credentials(&id) {
         Some(credentials) if credentials.enabled => {}
         Some(_) => {

@@ -18,6 +18,7 @@ mod jobs;
 mod methods;
 mod metrics;
 mod query;
+mod throttle;
 mod twins;
 
 use std::sync::Arc;
@@ -38,6 +39,7 @@ use crate::registry::Registry;
 pub use auth::{Policy, ServiceAuth};
 pub use error::ApiError;
 pub use extract::{DevicePath, IfMatchHeader, JsonBody, RawBody};
+pub use throttle::RestThrottle;
 
 /// The content type of every response.
 pub const JSON_CONTENT_TYPE: &str = "application/json; charset=utf-8";
@@ -57,6 +59,8 @@ pub struct ApiState {
     pub http: Arc<HttpCounters>,
     /// The event stream (for its counters in `/metrics`).
     pub events: Events,
+    /// Tier traffic shaping of direct methods and twin reads and updates.
+    pub throttle: Arc<RestThrottle>,
 }
 
 /// Settings of the router.

@@ -28,6 +28,7 @@ async fn get_twin(
     State(state): State<ApiState>,
     DevicePath(id): DevicePath,
 ) -> Result<Response, ApiError> {
+    state.throttle.twin_read().await?;
     Ok(twin_response(&state.registry.get_twin(&id)?))
 }
 
@@ -38,6 +39,7 @@ async fn patch_twin(
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let patch = TwinPatch::from_slice(&body, ReportedInPatch::Reject)?;
+    state.throttle.twin_update().await?;
     let write = state.registry.update_twin(&id, &patch, &if_match).await?;
     Ok(finish_write(&state, &id, write))
 }
@@ -52,6 +54,7 @@ async fn replace_twin(
         serde_json::from_slice(&body).map_err(|err| TwinError::Json(err.to_string()))?;
     strip_read_only(&mut document);
     let replacement = TwinPatch::parse(&document, ReportedInPatch::Ignore)?;
+    state.throttle.twin_update().await?;
     let write = state
         .registry
         .replace_twin(&id, replacement.tags.as_ref(), replacement.desired.as_ref(), &if_match)
