@@ -2,17 +2,15 @@
 //! method and twin jobs, offline (404103) and late (504101) devices, maxExecutionTime, cancel,
 //! duplicate ids, the S1 active-job cap, listing filters and paging, and `devices.jobs` queries.
 
-mod jobs_support;
-#[allow(clippy::unwrap_used, reason = "shared test helpers fail the test on any error")]
-mod mqtt_support;
-
 use std::num::NonZeroU32;
 use std::time::Duration;
 
 use hub::jobs::{JobsConfig, Tier, TierLimits};
-use jobs_support::{method_job, start_in, summary, twin_job, Behaviour, Fleet, JobsHub};
 use reqwest::Method;
 use serde_json::{json, Value};
+use test_support::jobs::{method_job, start_in, summary, twin_job};
+use test_support::sim::{Behaviour, Fleet};
+use test_support::{spawn_hub, spawn_hub_with, wait_for, Reply, WAIT};
 
 const ANSWER: Behaviour = Behaviour::Answer { status: 200, delay: Duration::ZERO };
 
@@ -22,17 +20,16 @@ fn stats(job: &Value) -> Value {
 
 #[tokio::test]
 async fn method_job_on_all_devices_with_offline_and_late_ones() {
-    let dir = tempfile::tempdir().unwrap();
-    let hub = JobsHub::start(dir.path(), JobsConfig::default()).await;
+    let hub = spawn_hub().await;
     let mut fleet = Fleet::new();
     for id in ["on-1", "on-2", "on-3"] {
-        let key = hub.add_device(id).await;
+        let key = hub.add_device(id, true).await.primary;
         hub.connect_device(&mut fleet, id, &key, ANSWER).await;
     }
-    let key = hub.add_device("late").await;
+    let key = hub.add_device("late", true).await.primary;
     hub.connect_device(&mut fleet, "late", &key, Behaviour::Silent).await;
-    hub.add_device("off-1").await;
-    hub.add_device("off-2").await;
+    hub.add_device("off-1", true).await;
+    hub.add_device("off-2", true).await;
 
     let body = method_job(
         "*",
@@ -76,13 +73,12 @@ async fn method_job_on_all_devices_with_offline_and_late_ones() {
 
 #[tokio::test]
 async fn twin_job_by_tag_reaches_connected_and_offline_devices() {
-    let dir = tempfile::tempdir().unwrap();
-    let hub = JobsHub::start(dir.path(), JobsConfig::default()).await;
+    let hub = spawn_hub().await;
     let mut fleet = Fleet::new();
     for (id, building) in [("b43-on", "43"), ("b43-off", "43"), ("b44-on", "44")] {
-        let key = hub.add_device(id).await;
+        let key = hub.add_device(id, true).await.primary;
         let tag = hub
-            .rest(
+            .call_with(
                 Method::PATCH,
                 &format!("/twins/{id}"),
                 Some(json!({"tags": {"building": building}})),
@@ -107,13 +103,13 @@ async fn twin_job_by_tag_reaches_connected_and_offline_devices() {
         ["b43-off completed -", "b43-on completed -"]
     );
     for id in ["b43-on", "b43-off"] {
-        let twin = hub.rest(Method::GET, &format!("/twins/{id}"), None, &[]).await.body;
+        let twin = hub.call(Method::GET, &format!("/twins/{id}"), None).await.body;
         assert_eq!(twin["properties"]["desired"]["fw"], "2.0", "{twin}");
         assert_eq!(twin["tags"], json!({"building": "43", "rolled": "yes"}));
     }
-    let untouched = hub.rest(Method::GET, "/twins/b44-on", None, &[]).await.body;
+    let untouched = hub.call(Method::GET, "/twins/b44-on", None).await.body;
     assert!(untouched["properties"]["desired"].get("fw").is_none(), "{untouched}");
-    mqtt_support::wait_for("the desired push", || fleet.patches("b43-on").len() == 1).await;
+    wait_for("the desired push", WAIT, || fleet.patches("b43-on").len() == 1).await;
     let patch = &fleet.patches("b43-on")[0];
     assert_eq!(patch["fw"], "2.0");
     assert!(patch["$version"].is_u64(), "{patch}");
@@ -124,12 +120,11 @@ async fn twin_job_by_tag_reaches_connected_and_offline_devices() {
 
 #[tokio::test]
 async fn max_execution_time_fails_what_is_left() {
-    let dir = tempfile::tempdir().unwrap();
-    let hub = JobsHub::start(dir.path(), JobsConfig::default()).await;
+    let hub = spawn_hub().await;
     let mut fleet = Fleet::new();
-    let key = hub.add_device("quick").await;
+    let key = hub.add_device("quick", true).await.primary;
     hub.connect_device(&mut fleet, "quick", &key, ANSWER).await;
-    let key = hub.add_device("slow").await;
+    let key = hub.add_device("slow", true).await.primary;
     hub.connect_device(&mut fleet, "slow", &key, Behaviour::Silent).await;
     let body = method_job(
         "*",
@@ -153,10 +148,9 @@ async fn max_execution_time_fails_what_is_left() {
 
 #[tokio::test]
 async fn cancel_duplicate_and_missing_jobs() {
-    let dir = tempfile::tempdir().unwrap();
-    let hub = JobsHub::start(dir.path(), JobsConfig::default()).await;
+    let hub = spawn_hub().await;
     let mut fleet = Fleet::new();
-    let key = hub.add_device("c1").await;
+    let key = hub.add_device("c1", true).await.primary;
     hub.connect_device(&mut fleet, "c1", &key, Behaviour::Silent).await;
 
     let scheduled =
@@ -195,11 +189,11 @@ async fn cancel_duplicate_and_missing_jobs() {
 
 #[tokio::test]
 async fn s1_allows_one_active_job() {
-    let dir = tempfile::tempdir().unwrap();
     let tier = TierLimits::new(Tier::S1, NonZeroU32::new(1).unwrap());
     let hub =
-        JobsHub::start(dir.path(), JobsConfig { tier: Some(tier), ..JobsConfig::default() }).await;
-    hub.add_device("s1-dev").await;
+        spawn_hub_with(|cfg| cfg.jobs = JobsConfig { tier: Some(tier), ..JobsConfig::default() })
+            .await;
+    hub.add_device("s1-dev", true).await;
     let first =
         hub.put_job("first", twin_job("*", json!({"startTime": start_in(3_600_000)}))).await;
     assert_eq!(first.status, 200);
@@ -214,8 +208,7 @@ async fn s1_allows_one_active_job() {
 
 #[tokio::test]
 async fn listing_filters_and_pages() {
-    let dir = tempfile::tempdir().unwrap();
-    let hub = JobsHub::start(dir.path(), JobsConfig::default()).await;
+    let hub = spawn_hub().await;
     for idx in 0..5 {
         let body = if idx < 3 {
             method_job("*", json!({"startTime": start_in(3_600_000)}))
@@ -226,7 +219,7 @@ async fn listing_filters_and_pages() {
     }
     hub.wait_job("list-4", "completed").await;
     hub.wait_job("list-3", "completed").await;
-    let ids = |reply: &jobs_support::Reply| {
+    let ids = |reply: &Reply| {
         reply
             .body
             .as_array()
@@ -237,27 +230,22 @@ async fn listing_filters_and_pages() {
     };
 
     let methods = hub
-        .rest(
-            Method::GET,
-            "/jobs/v2/query?jobType=SCHEDULEDEVICEMETHOD&jobStatus=Scheduled",
-            None,
-            &[],
-        )
+        .call(Method::GET, "/jobs/v2/query?jobType=SCHEDULEDEVICEMETHOD&jobStatus=Scheduled", None)
         .await;
     assert_eq!(methods.status, 200, "{methods:?}");
     assert_eq!(ids(&methods), ["list-0", "list-1", "list-2"]);
     assert_eq!(methods.header("x-ms-item-type"), Some("jobResponse"));
     assert_eq!(methods.header("x-ms-continuation"), None);
-    let completed = hub.rest(Method::GET, "/jobs/v2/query?jobStatus=completed", None, &[]).await;
+    let completed = hub.call(Method::GET, "/jobs/v2/query?jobStatus=completed", None).await;
     assert_eq!(ids(&completed), ["list-3", "list-4"]);
 
     // Paging through headers, as Node and C# do.
     let first =
-        hub.rest(Method::GET, "/jobs/v2/query", None, &[("x-ms-max-item-count", "2")]).await;
+        hub.call_with(Method::GET, "/jobs/v2/query", None, &[("x-ms-max-item-count", "2")]).await;
     assert_eq!(ids(&first), ["list-0", "list-1"]);
     let token = first.header("x-ms-continuation").expect("more pages").to_owned();
     let second = hub
-        .rest(
+        .call_with(
             Method::GET,
             "/jobs/v2/query",
             None,
@@ -268,17 +256,12 @@ async fn listing_filters_and_pages() {
     // Paging through query parameters, as the docs show.
     let token = second.header("x-ms-continuation").expect("more pages").to_owned();
     let third = hub
-        .rest(
-            Method::GET,
-            &format!("/jobs/v2/query?pageSize=2&continuationToken={token}"),
-            None,
-            &[],
-        )
+        .call(Method::GET, &format!("/jobs/v2/query?pageSize=2&continuationToken={token}"), None)
         .await;
     assert_eq!(ids(&third), ["list-4"]);
     assert_eq!(third.header("x-ms-continuation"), None);
 
-    let bad = hub.rest(Method::GET, "/jobs/v2/query?jobStatus=sleeping", None, &[]).await;
+    let bad = hub.call(Method::GET, "/jobs/v2/query?jobStatus=sleeping", None).await;
     assert_eq!(bad.error(), "400 ArgumentInvalid");
     hub.stop().await;
 }

@@ -8,23 +8,21 @@
 
 #![allow(clippy::unwrap_used, reason = "test helpers fail the test on any error")]
 
-mod jobs_support;
-#[allow(clippy::unwrap_used, reason = "shared test helpers fail the test on any error")]
-mod mqtt_support;
-
 use std::num::NonZeroU32;
 use std::path::Path;
 use std::time::Duration;
 
 use hub::jobs::{JobsConfig, Tier, TierLimits};
-use jobs_support::{method_job, twin_job, Behaviour, Fleet, JobsHub};
 use reqwest::Method;
 use serde_json::{json, Value};
+use test_support::jobs::{method_job, twin_job};
+use test_support::sim::{Behaviour, Fleet};
+use test_support::{spawn_hub_in, DeviceKeys, TestHub};
 use tokio::runtime::Runtime;
 use tokio::time::Instant;
 
 /// Starts a hub on a runtime of its own, so the test can kill it.
-async fn start_killable(dir: &Path, jobs: JobsConfig) -> (Runtime, JobsHub) {
+async fn start_killable(dir: &Path, jobs: JobsConfig) -> (Runtime, TestHub) {
     let dir = dir.to_owned();
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
@@ -33,7 +31,7 @@ async fn start_killable(dir: &Path, jobs: JobsConfig) -> (Runtime, JobsHub) {
             .enable_all()
             .build()
             .unwrap();
-        let hub = runtime.block_on(JobsHub::start(&dir, jobs));
+        let hub = runtime.block_on(spawn_hub_in(&dir, |cfg| cfg.jobs = jobs));
         let _ = tx.send((runtime, hub));
     });
     rx.await.unwrap()
@@ -41,7 +39,7 @@ async fn start_killable(dir: &Path, jobs: JobsConfig) -> (Runtime, JobsHub) {
 
 /// Polls the job until `done(job)` holds.
 async fn wait_until(
-    hub: &JobsHub,
+    hub: &TestHub,
     job_id: &str,
     what: &str,
     done: impl Fn(&Value) -> bool,
@@ -69,10 +67,10 @@ fn counts(job: &Value) -> (u64, u64, u64, u64, u64) {
     )
 }
 
-async fn connect_all(hub: &JobsHub, ids: &[String], behaviour: Behaviour) -> Fleet {
+async fn connect_all(hub: &TestHub, ids: &[String], behaviour: Behaviour) -> Fleet {
     let mut fleet = Fleet::new();
     for id in ids {
-        let key = protocol::sas::encode_key(format!("key of {id} ............").as_bytes());
+        let key = DeviceKeys::for_device(id).primary;
         hub.connect_device(&mut fleet, id, &key, behaviour).await;
     }
     fleet
@@ -89,7 +87,7 @@ async fn method_job_survives_a_crash() {
     let (runtime, hub) = start_killable(dir.path(), cfg.clone()).await;
     let ids: Vec<String> = (0..N).map(|idx| format!("crash-m{idx:03}")).collect();
     for id in &ids {
-        hub.add_device(id).await;
+        hub.add_device(id, true).await;
     }
     let slow = Behaviour::Answer { status: 200, delay: Duration::from_millis(40) };
     let before = connect_all(&hub, &ids, slow).await;
@@ -109,7 +107,7 @@ async fn method_job_survives_a_crash() {
     let calls_before: Vec<u32> = ids.iter().map(|id| before.calls(id)).collect();
     before.stop().await;
 
-    let hub = JobsHub::start(dir.path(), cfg).await;
+    let hub = spawn_hub_in(dir.path(), |hub_cfg| hub_cfg.jobs = cfg).await;
     let after = connect_all(&hub, &ids, slow).await;
     let done = hub.wait_job("crash-method", "completed").await;
     let (devices, succeeded, failed, running, pending) = counts(&done);
@@ -147,9 +145,9 @@ async fn twin_job_survives_a_crash_and_patches_each_twin_once() {
     let (runtime, hub) = start_killable(dir.path(), cfg.clone()).await;
     let ids: Vec<String> = (0..N).map(|idx| format!("crash-t{idx:02}")).collect();
     for id in &ids {
-        hub.add_device(id).await;
+        hub.add_device(id, true).await;
     }
-    let version_before = hub.rest(Method::GET, &format!("/twins/{}", ids[0]), None, &[]).await.body
+    let version_before = hub.call(Method::GET, &format!("/twins/{}", ids[0]), None).await.body
         ["properties"]["desired"]["$version"]
         .as_u64()
         .unwrap();
@@ -159,13 +157,13 @@ async fn twin_job_survives_a_crash_and_patches_each_twin_once() {
     // The old handle still holds the store; dropping it lets the dead hub's writer finish.
     drop(hub);
 
-    let hub = JobsHub::start(dir.path(), cfg).await;
+    let hub = spawn_hub_in(dir.path(), |hub_cfg| hub_cfg.jobs = cfg).await;
     let done = hub.wait_job("crash-twin", "completed").await;
     assert_eq!(counts(&done), (N as u64, N as u64, 0, 0, 0), "{done}");
     let records = hub.device_jobs("crash-twin").await;
     assert_eq!(records.len(), N);
     for id in &ids {
-        let twin = hub.rest(Method::GET, &format!("/twins/{id}"), None, &[]).await.body;
+        let twin = hub.call(Method::GET, &format!("/twins/{id}"), None).await.body;
         assert_eq!(twin["properties"]["desired"]["fw"], "2.0", "{twin}");
         assert_eq!(
             twin["properties"]["desired"]["$version"].as_u64(),
