@@ -227,6 +227,7 @@ fn hub_help_is_the_documented_contract() {
         https
         mqtt
         http
+        events
         tls-cert
         tls-key
         owner-key
