@@ -127,9 +127,7 @@ async fn run_devices(
     let records =
         jobs::run_job(jobs, &format!("bench-twin-{n_devices}"), &jobs::twin_job("1")).await?;
     let twin_job = jobs::timing(&records)?;
-    let first = device_id(0)?;
-    let accuracy =
-        jobs::schedule_accuracy(jobs, first.as_str(), samples, &n_devices.to_string()).await?;
+    let accuracy = jobs::schedule_accuracy(jobs, samples, &n_devices.to_string()).await?;
     let rest =
         rest::measure(hub.http, hub.connection(), n_devices, REST_CONCURRENCY, rest_time).await?;
     let counts = devices.finish().await?;

@@ -1,9 +1,10 @@
 //! One running job: resolve its device set once, fan the operation out with bounded concurrency,
 //! keep live statistics, persist every record, and finish the job.
 //!
-//! A fresh run resolves the `queryCondition`, then commits the job's `running` row and a `pending`
-//! record per device in one transaction before touching any device; a resumed run (after a restart)
-//! reads that set back instead, so devices added later are never part of the job.
+//! A fresh run resolves the `queryCondition`, then commits the job's `running` row and its device
+//! set (one compact row, see [`persist`]) in one transaction before touching any device; a resumed
+//! run (after a restart) reads that set back instead, so devices added later are never part of the
+//! job. A device's own record row is written when its operation starts (methods) or ends.
 //! Per device: method jobs commit the record as `running` *before* the call and the terminal record
 //! after it, so a method is invoked at most once per device: a record still `running` after a crash
 //! fails with [`INTERRUPTED_CODE`] instead of being called again. Twin jobs write the terminal record
@@ -128,7 +129,10 @@ pub(crate) async fn run(
         .store
         .write({
             let job = job.clone();
-            move |tx| persist::save_job(tx, &job)
+            move |tx| {
+                persist::save_job(tx, &job)?;
+                persist::delete_device_set(tx, &job.job_id)
+            }
         })
         .await
     {
@@ -155,9 +159,11 @@ fn deadline_of(job: &Job) -> Instant {
     Instant::now() + remaining
 }
 
-/// Resolves the device set and commits the job as running with a pending record per device.
+/// Resolves the device set and commits the job as running with that set.
 async fn start_fresh(ctx: &RunContext, job: &Job) -> Result<Vec<DeviceRecord>, String> {
+    let began = Instant::now();
     let devices = ctx.backend.resolve(&job.query_condition)?;
+    let resolved = began.elapsed();
     let created = job.run_started.unwrap_or_else(Utc::now);
     let mut running = job.clone();
     running.stats = stats_of(devices.iter().map(|_| DeviceJobStatus::Pending));
@@ -167,10 +173,11 @@ async fn start_fresh(ctx: &RunContext, job: &Job) -> Result<Vec<DeviceRecord>, S
     ctx.store
         .write(move |tx| {
             persist::save_job(tx, &running)?;
-            persist::save_pending(tx, &job_id, &devices)
+            persist::save_device_set(tx, &job_id, &devices)
         })
         .await
         .map_err(|err| format!("the job could not be started: {err}"))?;
+    tracing::debug!(job_id = %job.job_id, ?resolved, stored = ?began.elapsed(), "job device set");
     Ok(records)
 }
 
@@ -191,7 +198,10 @@ async fn finish_failed(ctx: &RunContext, mut job: Job, reason: String) -> RunOut
         .store
         .write({
             let job = job.clone();
-            move |tx| persist::save_job(tx, &job)
+            move |tx| {
+                persist::save_job(tx, &job)?;
+                persist::delete_device_set(tx, &job.job_id)
+            }
         })
         .await
     {

@@ -374,6 +374,13 @@ async fn records_of_a_running_job_are_queryable() {
     );
     hub.wait_status("q", "completed").await;
     assert_eq!(summary(&hub.records("q").await), ["q1 failed JobExpired", "q2 failed JobExpired"]);
+    // Every device has its own terminal row now; the compact device set is gone.
+    let sets: i64 = hub
+        .store
+        .read(|conn| conn.query_row("SELECT COUNT(*) FROM job_devices", [], |row| row.get(0)))
+        .await
+        .unwrap();
+    assert_eq!(sets, 0);
     hub.stop().await;
 }
 

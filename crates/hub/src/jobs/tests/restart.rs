@@ -2,17 +2,19 @@
 
 use super::*;
 
-/// Writes a running job with records in every state, as a crash would leave them.
+/// Writes a running job with its device set and records in every state, as a crash would leave
+/// them: pending devices have no record row of their own.
 async fn crashed_job(store: &Store, job: &Job, states: &[(&str, DeviceJobStatus)]) {
     let now = chrono::Utc::now();
+    let devices: Vec<DeviceId> = states.iter().map(|(id, _)| DeviceId::new(*id).unwrap()).collect();
     let records: Vec<DeviceRecord> = states
         .iter()
-        .map(|(id, status)| {
+        .filter_map(|(id, status)| {
             let pending = pending_record(job, DeviceId::new(*id).unwrap(), now);
             match status {
-                DeviceJobStatus::Pending => pending,
-                DeviceJobStatus::Running => pending.started(now),
-                _ => pending.started(now).completed(None, now),
+                DeviceJobStatus::Pending => None,
+                DeviceJobStatus::Running => Some(pending.started(now)),
+                _ => Some(pending.started(now).completed(None, now)),
             }
         })
         .collect();
@@ -20,6 +22,7 @@ async fn crashed_job(store: &Store, job: &Job, states: &[(&str, DeviceJobStatus)
     store
         .write(move |tx| {
             persist::save_job(tx, &job)?;
+            persist::save_device_set(tx, &job.job_id, &devices)?;
             records.iter().try_for_each(|record| persist::save_record(tx, record))
         })
         .await
