@@ -22,6 +22,7 @@ use std::time::Duration;
 use chrono::Utc;
 use futures::stream::{self, StreamExt};
 use parking_lot::Mutex;
+use protocol::error::ErrorCode;
 use protocol::ids::JobId;
 use protocol::twin::{ReportedInPatch, TwinPatch};
 use tokio::time::{sleep_until, Instant};
@@ -286,7 +287,13 @@ async fn device_op(plan: Arc<Plan>, record: DeviceRecord) {
 async fn method_op(plan: &Plan, spec: &MethodSpec, record: DeviceRecord) {
     let running = record.started(Utc::now());
     if !save(plan, &running).await {
-        // Without a durable `running` record the call could be repeated after a crash: skip it.
+        // Without a durable `running` record the call could be repeated after a crash: skip it,
+        // and try to leave a failed record (the store may refuse this one too).
+        let error = device_error(
+            ErrorCode::ServerError,
+            "the hub could not store this device's job record, so the method was not invoked",
+        );
+        let _ = save(plan, &record.failed(error, Utc::now())).await;
         plan.progress.moved(DeviceJobStatus::Pending, DeviceJobStatus::Failed);
         return;
     }
