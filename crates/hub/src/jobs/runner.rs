@@ -126,20 +126,7 @@ pub(crate) async fn run(
     job.status = JobStatus::Completed;
     job.end_time = Some(Utc::now());
     job.stats = stats;
-    if let Err(err) = ctx
-        .store
-        .write({
-            let job = job.clone();
-            move |tx| {
-                persist::save_job(tx, &job)?;
-                persist::delete_device_set(tx, &job.job_id)
-            }
-        })
-        .await
-    {
-        tracing::error!(job_id = %job.job_id, %err, "could not record the job's completion");
-    }
-    RunOutcome::Finished(Box::new(job))
+    commit_finished(&ctx, job).await
 }
 
 fn operation(job: &Job) -> Result<Operation, String> {
@@ -195,18 +182,23 @@ async fn finish_failed(ctx: &RunContext, mut job: Job, reason: String) -> RunOut
     job.end_time = Some(Utc::now());
     job.status_message = Some(reason.clone());
     job.failure_reason = Some(reason);
-    if let Err(err) = ctx
+    commit_finished(ctx, job).await
+}
+
+/// Commits a job that reached a terminal status and drops its device set: a completed job's devices
+/// all have terminal records of their own, and a job that failed as a whole runs no device.
+async fn commit_finished(ctx: &RunContext, job: Job) -> RunOutcome {
+    let stored = job.clone();
+    let written = ctx
         .store
-        .write({
-            let job = job.clone();
-            move |tx| {
-                persist::save_job(tx, &job)?;
-                persist::delete_device_set(tx, &job.job_id)
-            }
+        .write(move |tx| {
+            persist::save_job(tx, &stored)?;
+            persist::delete_device_set(tx, &stored.job_id)
         })
-        .await
-    {
-        tracing::error!(job_id = %job.job_id, %err, "could not record the job's failure");
+        .await;
+    if let Err(err) = written {
+        let status = job.status.as_str();
+        tracing::error!(job_id = %job.job_id, status, %err, "could not record the job's end");
     }
     RunOutcome::Finished(Box::new(job))
 }
