@@ -3,7 +3,7 @@
 //! device whose operation has started, the `devices.jobs` wire JSON).
 //!
 //! A job's device set is committed as a single row of newline-separated ids when it starts
-//! (10,000 ids commit in about a millisecond, so the first device operation is not held up), and a
+//! (10,000 ids commit in a few milliseconds, so the first device operation is not held up), and a
 //! device gets its own record row only when its operation starts or ends. Readers render the
 //! devices of the set that have no row yet as `pending` records. The set row goes when the job
 //! finishes, by which time every device has its terminal row. Rows without a document (`doc` NULL),
@@ -122,7 +122,7 @@ pub(crate) fn save_device_set(
     Ok(())
 }
 
-/// Drops a finished job's device set: every device has its own terminal row by then.
+/// Drops a finished job's device set (see `runner::commit_finished` for why nothing is lost).
 pub(crate) fn delete_device_set(tx: &Transaction<'_>, job_id: &JobId) -> rusqlite::Result<()> {
     tx.prepare_cached("DELETE FROM job_devices WHERE job_id = ?1")?.execute([job_id.as_str()])?;
     Ok(())
